@@ -1,0 +1,78 @@
+"""The `framewatch` command. Each command parses its arguments, calls one service function, prints."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+
+from framewatch.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(
+    name="framewatch",
+    help="Watch news feeds and public Telegram channels for narrative frames.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@dataclass
+class CliState:
+    """What every command needs: where the config is, loaded once on first use."""
+
+    config_path: Path | None
+    console: Console = field(default_factory=Console)
+    err: Console = field(default_factory=lambda: Console(stderr=True))
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.config_path)
+            except ConfigError as exc:
+                fail(str(exc))
+        return self._settings
+
+    def engine(self, *, migrate: bool = True) -> sa.Engine:
+        from framewatch.wiring import open_database
+
+        return open_database(self.settings, migrate=migrate)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print an operator-facing error (no traceback) and exit; 2 means bad input or configuration."""
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, CliState)
+    return obj
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="TOML config file (default ./framewatch.toml if present)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    ctx.obj = CliState(config_path=config)
+    from framewatch.logs import setup_logging
+
+    setup_logging("DEBUG" if verbose else None)
+
+
+def main() -> None:
+    from framewatch import commands  # noqa: F401  (registers the sub-commands on `app`)
+
+    app()

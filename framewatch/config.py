@@ -1,0 +1,282 @@
+"""Settings: one TOML file plus environment overrides, validated up front so a typo fails at start, by name."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = Path("framewatch.toml")
+ENV_PREFIX = "FRAMEWATCH_"
+# Flat environment names operators expect for the two settings that most often differ per deployment.
+ENV_ALIASES = {
+    "FRAMEWATCH_DATABASE_URL": ("database", "url"),
+    "FRAMEWATCH_TELEGRAM_TOKEN": ("telegram", "token"),
+}
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """"30s", "5m", "1h", "7d" (or a number of seconds) → timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like '30s', '5m', '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    else:
+        raise ValueError(f"expected a duration like '30s', '5m', '1h', got {value!r}")
+    if seconds <= 0:
+        raise ValueError("duration must be positive")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///framewatch.db"
+    pool_size: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if not (v.startswith("sqlite") or v.startswith("postgresql")):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        return v
+
+
+class IngestSettings(_Section):
+    default_interval: Duration = timedelta(minutes=10)
+    telegram_web_base: str = "https://t.me/s/"
+    timeout: Duration = timedelta(seconds=20)
+    max_response_bytes: int = Field(default=10_000_000, ge=1024)
+    user_agent: str = "framewatch/0.1 (+https://github.com/framewatch/framewatch)"
+    backfill_pages: int = Field(default=5, ge=1, le=1000)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    per_host_concurrency: int = Field(default=2, ge=1, le=64)
+    max_redirects: int = Field(default=5, ge=0, le=30)
+    max_backoff: Duration = timedelta(hours=6)
+    disable_after_failures: int = Field(default=20, ge=1)
+    tick: Duration = timedelta(seconds=5)
+
+    @field_validator("telegram_web_base")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://t.me/s/")
+        return v if v.endswith("/") else v + "/"
+
+
+class SourceSettings(_Section):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[\w.\-]+$")
+    kind: Literal["rss", "telegram", "telethon"]
+    url: str | None = None
+    channel: str | None = Field(default=None, pattern=r"^@?[A-Za-z0-9_]{3,64}$")
+    interval: Duration | None = None
+    fetch_full_text: bool = False
+    enabled: bool = True
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2}$")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> SourceSettings:
+        if self.kind == "rss" and not (self.url and self.url.startswith(("http://", "https://"))):
+            raise ValueError("an rss source needs url = \"http(s)://…\"")
+        if self.kind in ("telegram", "telethon") and not self.channel:
+            raise ValueError(f"a {self.kind} source needs channel = \"name\"")
+        if self.channel:
+            self.__dict__["channel"] = self.channel.lstrip("@")
+        return self
+
+
+class TelethonSettings(_Section):
+    api_id: int | None = None
+    api_hash: SecretStr | None = None
+    session: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.api_id and self.api_hash and self.session)
+
+
+class TelegramSettings(_Section):
+    token: SecretStr | None = None
+    api_base_url: str = "https://api.telegram.org/bot"
+    base_file_url: str = "https://api.telegram.org/file/bot"
+    admins: list[int] = Field(default_factory=list)
+    analysts: list[int] | Literal["*"] = Field(default_factory=list)
+    open_subscriptions: bool = True
+    allowlist: list[int] = Field(default_factory=list)
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = Field(default=8443, ge=1, le=65535)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    telethon: TelethonSettings = Field(default_factory=TelethonSettings)
+
+    @model_validator(mode="after")
+    def _webhook_needs_url(self) -> TelegramSettings:
+        if self.mode == "webhook" and not self.webhook_url:
+            raise ValueError("mode = \"webhook\" needs webhook_url")
+        return self
+
+
+class AlertSettings(_Section):
+    max_age: Duration = timedelta(hours=6)
+    dedup_window: Duration = timedelta(hours=24)
+    excerpt_chars: int = Field(default=600, ge=100, le=3000)
+    max_attempts: int = Field(default=8, ge=1)
+    deactivate_after_failures: int = Field(default=3, ge=1)
+
+
+class ClassifierSettings(_Section):
+    models_dir: Path = Path("models")
+    max_activation_drop: float = Field(default=0.02, ge=0.0, le=1.0)
+    feedback_weight: float = Field(default=0.3, ge=0.0, le=1.0)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Environment (FRAMEWATCH_SECTION__KEY) wins over the file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    sources: list[SourceSettings] = Field(default_factory=list)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings() merges file and environment itself (so it can take an explicit environ and
+        # name the offending key); the model only validates what it is given.
+        return (init_settings,)
+
+    @model_validator(mode="after")
+    def _unique_source_names(self) -> Settings:
+        seen: set[str] = set()
+        for i, source in enumerate(self.sources):
+            if source.name in seen:
+                raise ValueError(f"sources[{i}].name: duplicate source name {source.name!r}")
+            seen.add(source.name)
+        return self
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the operator: which file, which key, what is wrong."""
+
+
+def _loc_to_key(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif item not in ("function-after", "function-before") and not str(item).startswith("function-"):
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def format_validation_error(error: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration in {origin}:"]
+    for err in error.errors():
+        key = _loc_to_key(tuple(err["loc"])) or "(top level)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """FRAMEWATCH_SECTION__KEY=value (and the flat aliases) → {"section": {"key": value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in environ.items():
+        if name in ENV_ALIASES:
+            section, key = ENV_ALIASES[name]
+        elif name.startswith(ENV_PREFIX) and "__" in name:
+            section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        else:
+            continue
+        if value.strip().startswith("["):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = None) -> Settings:
+    """Read `path` (or ./framewatch.toml if present; built-in defaults otherwise), then the environment."""
+    environ = dict(os.environ if environ is None else environ)
+    explicit = path is not None
+    path = path or DEFAULT_CONFIG_PATH
+    data: dict[str, Any] = {}
+    origin = "built-in defaults"
+    if path.exists():
+        origin = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"invalid configuration in {path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    elif explicit:
+        raise ConfigError(f"configuration file {path} does not exist")
+    overrides = _env_overrides(environ)
+    for section, values in overrides.items():
+        current = data.get(section)
+        data[section] = {**current, **values} if isinstance(current, dict) else values
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        where = f"{origin} (with {ENV_PREFIX}* environment overrides)" if overrides else origin
+        raise ConfigError(format_validation_error(exc, where)) from None

@@ -1,0 +1,67 @@
+"""Engine and session factory. Nothing is created at import time: the app shell calls these."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def is_sqlite(engine_or_url: sa.Engine | str) -> bool:
+    url = engine_or_url.url if isinstance(engine_or_url, sa.Engine) else make_url(engine_or_url)
+    return url.get_backend_name() == "sqlite"
+
+
+def _set_sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers run beside the one writer; busy_timeout turns "database is locked" into a wait.
+    dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event below own transaction starts
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def create_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> sa.Engine:
+    """Build an engine for `url`; SQLite gets WAL + busy timeout, PostgreSQL a pre-pinged pool."""
+    if is_sqlite(url):
+        parsed = make_url(url)
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        sa.event.listen(engine, "connect", _set_sqlite_pragmas)
+        # pysqlite's own transaction handling defers BEGIN; emit it ourselves so writes take the lock early.
+        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        return engine
+    return sa.create_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,  # reconnect transparently after a database restart
+        pool_recycle=1800,
+    )
+
+
+@contextmanager
+def session_scope(engine: sa.Engine) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

@@ -1,0 +1,138 @@
+"""Wiring for the long-running commands: builds the parts from settings and runs them on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from rich.console import Console
+from sqlmodel import Session
+
+from framewatch.config import Settings
+from framewatch.wiring import open_database
+from ingest.fetch import fetch_source
+from ingest.http import make_client
+from ingest.pipeline import Ingestor, NewPostsHook, PollReport, Tagger
+from ingest.scheduler import add_ingest_job
+from storage.db import session_scope
+from storage.sources import sync_sources
+
+log = logging.getLogger(__name__)
+
+
+def load_tagger(settings: Settings, console: Console | None = None) -> Tagger:
+    """The active model, or one trained from the shipped corpus on first use (offline, with a progress line)."""
+    from classifiers.service import load_tagger as _load
+
+    return _load(settings.classifier.models_dir, progress=(console.print if console else log.info))
+
+
+def _sync_configured_sources(settings: Settings, engine) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(engine) as session:
+        sync_sources(
+            settings.sources,
+            session=session,
+            now=datetime.now(UTC),
+            default_interval=settings.ingest.default_interval,
+        )
+
+
+async def ingest_once(
+    settings: Settings, *, names: Sequence[str] = (), console: Console | None = None
+) -> list[PollReport]:
+    engine = open_database(settings)
+    _sync_configured_sources(settings, engine)
+    tagger = load_tagger(settings, console)
+    async with make_client(settings.ingest) as client:
+        ingestor = Ingestor(
+            engine=engine, settings=settings.ingest, client=client, fetch=fetch_source, tagger=tagger,
+            on_new_posts=_alert_hook(settings),
+        )
+        reports = await ingestor.run_once(names)
+    known = {r.source for r in reports}
+    missing = [n for n in names if n not in known]
+    reports += [PollReport(n, "skipped", error="no such enabled source") for n in missing]
+    engine.dispose()
+    return reports
+
+
+def _alert_hook(settings: Settings) -> NewPostsHook | None:
+    """Matching subscriptions writes outbox rows in the same transaction as the posts (exactly-once)."""
+    try:
+        from bot.alerts import enqueue_alerts
+    except ImportError:
+        return None
+
+    def hook(posts: Sequence[int], *, session: Session, now: datetime) -> None:
+        enqueue_alerts(list(posts), session=session, now=now, settings=settings)
+
+    return hook
+
+
+def reclassify_posts(
+    settings: Settings, *, since: datetime | None, batch_size: int, console: Console | None = None
+) -> tuple[int, str]:
+    from ingest.pipeline import post_text
+    from storage.posts import iter_post_batches, save_classifications
+
+    engine = open_database(settings)
+    tagger = load_tagger(settings, console)
+    version = getattr(tagger, "version", "?")
+    done = 0
+    with session_scope(engine) as reader:
+        for batch in iter_post_batches(session=reader, since=since, batch_size=batch_size):
+            results = tagger.classify([post_text(p.title, p.text) for p in batch])
+            with session_scope(engine) as writer:  # one short write transaction per batch
+                save_classifications(
+                    list(zip([p.id for p in batch], results, strict=True)), session=writer, now=datetime.now(UTC)
+                )
+            done += len(batch)
+            if console:
+                console.print(f"  {done} posts re-tagged", highlight=False)
+    engine.dispose()
+    return done, version
+
+
+async def run_service(settings: Settings, *, role: str, console: Console) -> None:
+    """Run until SIGINT/SIGTERM. Shutdown lets in-flight polls commit rather than leave half a poll."""
+    engine = open_database(settings, pool_size=settings.database.pool_size)
+    _sync_configured_sources(settings, engine)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    ingestor: Ingestor | None = None
+    async with make_client(settings.ingest) as client:
+        if role in ("all", "ingest"):
+            tagger = await asyncio.to_thread(load_tagger, settings, console)
+            ingestor = Ingestor(
+                engine=engine, settings=settings.ingest, client=client, fetch=fetch_source, tagger=tagger,
+                on_new_posts=_alert_hook(settings),
+            )
+            add_ingest_job(scheduler, ingestor, settings.ingest)
+        scheduler.start()
+        console.print(f"framewatch running (role {role}); Ctrl-C to stop")
+        try:
+            await _run_bot_or_console(settings, role=role, engine=engine, console=console, stop=stop)
+        finally:
+            scheduler.shutdown(wait=False)
+            if ingestor is not None:
+                await ingestor.drain(timeout=settings.ingest.timeout.total_seconds())
+    engine.dispose()
+    console.print("stopped")
+
+
+async def _run_bot_or_console(settings: Settings, *, role: str, engine, console: Console, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+    if settings.telegram.token is None or role == "ingest":
+        if role in ("all",) and settings.telegram.token is None:
+            console.print("no Telegram token configured: console mode, alerts are printed here")
+        await stop.wait()
+        return
+    from bot.app import run_bot_until
+
+    await run_bot_until(settings, engine=engine, role=role, stop=stop)

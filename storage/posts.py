@@ -1,0 +1,298 @@
+"""Post rows: idempotent storing of fetched items, frame tags, export and re-tagging batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from storage.models import Post, PostFrame, Source
+
+
+class PostLike(Protocol):
+    """A normalised fetched item (ingest.types.RawPost satisfies it); storage does not import ingest."""
+
+    external_id: str
+    url: str | None
+    title: str
+    text: str
+    published_at: datetime | None
+    language: str | None
+    views: int | None
+    forwarded_from: str | None
+    link_title: str | None
+    media: tuple[str, ...]
+
+
+class FrameScoreLike(Protocol):
+    frame_id: str
+    score: float
+    evidence: tuple[str, ...]
+
+
+class ClassificationLike(Protocol):
+    frames: tuple[FrameScoreLike, ...]
+    model_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPost:
+    """A post that is new or changed in this batch: what classification needs."""
+
+    id: int
+    title: str
+    text: str
+
+
+@dataclass(slots=True)
+class StoreResult:
+    new: list[StoredPost] = field(default_factory=list)
+    updated: list[StoredPost] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def changed(self) -> list[StoredPost]:
+        return self.new + self.updated
+
+
+def content_hash(title: str, text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{title.strip()}\n{text.strip()}".encode()).hexdigest()
+
+
+def _insert(dialect: str) -> type:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert  # type: ignore[return-value]
+
+
+def store_posts(
+    source_id: int,
+    items: Sequence[PostLike],
+    *,
+    session: Session,
+    now: datetime,
+    from_backfill: bool,
+    canonical_urls: Sequence[str | None] | None = None,
+) -> StoreResult:
+    """Insert new items, update edited ones in place, count the rest; never duplicates a (source, id).
+
+    `canonical_urls` (parallel to items) links the same story published by another source to the first
+    copy through duplicate_of_id, instead of treating it as unrelated.
+    """
+    result = StoreResult()
+    if not items:
+        return result
+    by_id: dict[str, tuple[PostLike, str | None]] = {}
+    for i, item in enumerate(items):  # last copy wins if a page repeats an id
+        by_id[item.external_id] = (item, canonical_urls[i] if canonical_urls else item.url)
+    existing = {
+        row.external_id: row
+        for row in session.exec(
+            select(Post).where(Post.source_id == source_id, col(Post.external_id).in_(list(by_id)))
+        )
+    }
+    fresh: list[dict[str, object]] = []
+    for external_id, (item, canonical) in by_id.items():
+        digest = content_hash(item.title, item.text)
+        row = existing.get(external_id)
+        if row is None:
+            fresh.append(_row(source_id, item, canonical, digest, now, from_backfill))
+        elif row.content_hash != digest:
+            row.title, row.text, row.content_hash = item.title, item.text, digest
+            row.edited, row.edited_at = True, now
+            row.views = item.views if item.views is not None else row.views
+            session.add(row)
+            assert row.id is not None
+            result.updated.append(StoredPost(row.id, row.title, row.text))
+        else:
+            if item.views is not None and item.views != row.views:
+                row.views = item.views
+                session.add(row)
+            result.unchanged += 1
+    if fresh:
+        _link_duplicates(fresh, source_id, session)
+        dialect = session.get_bind().dialect.name
+        stmt = (
+            _insert(dialect)(Post)
+            .on_conflict_do_nothing(index_elements=["source_id", "external_id"])
+            .returning(col(Post.id), col(Post.title), col(Post.text))
+        )
+        for post_id, title, text in session.execute(stmt, fresh):
+            result.new.append(StoredPost(post_id, title, text))
+    session.flush()
+    return result
+
+
+def _row(
+    source_id: int, item: PostLike, canonical: str | None, digest: str, now: datetime, backfill: bool
+) -> dict[str, object]:
+    return {
+        "source_id": source_id,
+        "external_id": item.external_id,
+        "url": item.url,
+        "canonical_url": canonical,
+        "title": item.title,
+        "text": item.text,
+        "language": item.language,
+        "published_at": item.published_at,
+        "fetched_at": now,
+        "views": item.views,
+        "forwarded_from": item.forwarded_from,
+        "link_title": item.link_title,
+        "media": list(item.media),
+        "content_hash": digest,
+        "edited": bool(getattr(item, "edited", False)),
+        "edited_at": None,
+        "duplicate_of_id": None,
+        "from_backfill": backfill,
+        "classified_version": None,
+    }
+
+
+def _link_duplicates(rows: list[dict[str, object]], source_id: int, session: Session) -> None:
+    urls = {str(r["canonical_url"]) for r in rows if r["canonical_url"]}
+    if not urls:
+        return
+    first: dict[str, int] = {}
+    stmt = (
+        select(Post.canonical_url, sa.func.min(Post.id))
+        .where(col(Post.canonical_url).in_(list(urls)), Post.source_id != source_id)
+        .group_by(col(Post.canonical_url))
+    )
+    for url, post_id in session.exec(stmt):
+        if url is not None:
+            first[url] = post_id
+    for r in rows:
+        r["duplicate_of_id"] = first.get(str(r["canonical_url"])) if r["canonical_url"] else None
+
+
+def save_classifications(
+    items: Sequence[tuple[int, ClassificationLike]], *, session: Session, now: datetime
+) -> None:
+    """Replace the tags of each post with this model's; a post with no frames keeps none."""
+    if not items:
+        return
+    ids = [post_id for post_id, _ in items]
+    session.execute(sa.delete(PostFrame).where(col(PostFrame.post_id).in_(ids)))
+    rows = [
+        {
+            "post_id": post_id,
+            "frame_id": f.frame_id,
+            "score": float(f.score),
+            "model_version": c.model_version,
+            "evidence": list(f.evidence),
+            "tagged_at": now,
+        }
+        for post_id, c in items
+        for f in c.frames
+    ]
+    if rows:
+        session.execute(sa.insert(PostFrame), rows)
+    versions: dict[str, list[int]] = {}
+    for post_id, c in items:
+        versions.setdefault(c.model_version, []).append(post_id)
+    for version, post_ids in versions.items():
+        session.execute(sa.update(Post).where(col(Post.id).in_(post_ids)).values(classified_version=version))
+
+
+def get_post(post_id: int, *, session: Session) -> Post | None:
+    return session.get(Post, post_id)
+
+
+def post_frames(post_id: int, *, session: Session) -> list[PostFrame]:
+    stmt = select(PostFrame).where(PostFrame.post_id == post_id).order_by(col(PostFrame.score).desc())
+    return list(session.exec(stmt))
+
+
+def count_posts(*, session: Session) -> int:
+    return session.exec(select(sa.func.count()).select_from(Post)).one()
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRow:
+    source: str
+    external_id: str
+    url: str | None
+    title: str
+    text: str
+    lang: str | None
+    published_at: datetime | None
+    views: int | None
+    frames: list[str]
+    edited: bool
+    forwarded_from: str | None
+
+
+def iter_export(
+    *, session: Session, since: datetime | None = None, batch_size: int = 1000
+) -> Iterator[ExportRow]:
+    """Posts oldest first in id batches (keyset paging keeps memory flat on millions of rows)."""
+    last_id = 0
+    while True:
+        stmt = (
+            select(Post, Source.name)
+            .join(Source, col(Source.id) == Post.source_id)
+            .where(col(Post.id) > last_id)
+            .order_by(col(Post.id))
+            .limit(batch_size)
+        )
+        if since is not None:
+            stmt = stmt.where(col(Post.published_at) >= since)
+        batch = list(session.exec(stmt))
+        if not batch:
+            return
+        frames = _frames_for([p.id for p, _ in batch if p.id is not None], session)
+        for post, source_name in batch:
+            assert post.id is not None
+            yield ExportRow(
+                source=source_name,
+                external_id=post.external_id,
+                url=post.canonical_url or post.url,
+                title=post.title,
+                text=post.text,
+                lang=post.language,
+                published_at=post.published_at,
+                views=post.views,
+                frames=frames.get(post.id, []),
+                edited=post.edited,
+                forwarded_from=post.forwarded_from,
+            )
+        last_id = batch[-1][0].id or last_id
+
+
+def _frames_for(post_ids: list[int], session: Session) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    stmt = (
+        select(PostFrame.post_id, PostFrame.frame_id)
+        .where(col(PostFrame.post_id).in_(post_ids))
+        .order_by(col(PostFrame.score).desc())
+    )
+    for post_id, frame_id in session.exec(stmt):
+        out.setdefault(post_id, []).append(frame_id)
+    return out
+
+
+def iter_post_batches(
+    *, session: Session, since: datetime | None = None, batch_size: int = 500, after_id: int = 0
+) -> Iterator[list[StoredPost]]:
+    """(id, title, text) in id order, for re-tagging after a model change."""
+    last_id = after_id
+    while True:
+        stmt = (
+            select(Post.id, Post.title, Post.text)
+            .where(col(Post.id) > last_id)
+            .order_by(col(Post.id))
+            .limit(batch_size)
+        )
+        if since is not None:
+            stmt = stmt.where(col(Post.published_at) >= since)
+        batch = [StoredPost(int(i), t, x) for i, t, x in session.exec(stmt)]
+        if not batch:
+            return
+        yield batch
+        last_id = batch[-1].id

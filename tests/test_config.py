@@ -1,0 +1,127 @@
+"""Configuration: the example file is valid and complete; mistakes are named, never tracebacks."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+from typer.testing import CliRunner
+
+from framewatch.config import ConfigError, Settings, load_settings, parse_duration
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config.example.toml"
+
+
+def test_example_config_loads_and_matches_defaults() -> None:
+    settings = load_settings(EXAMPLE, environ={})
+    defaults = Settings()
+    assert settings.ingest == defaults.ingest
+    assert settings.alerts == defaults.alerts
+    assert settings.database == defaults.database
+    assert [s.name for s in settings.sources] == ["wire-world", "baza"]
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys |= _keys(annotation, f"{prefix}{name}.")
+        else:
+            keys.add(f"{prefix}{name}")
+    return keys
+
+
+def test_every_setting_is_documented_in_the_example() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    missing = []
+    for key in sorted(_keys(Settings)):
+        leaf = key.rsplit(".", 1)[-1]
+        if key == "sources":
+            continue
+        # documented either as a live key or as a commented example line
+        if f"\n{leaf} =" not in text and f"\n# {leaf} =" not in text:
+            missing.append(key)
+    assert not missing, f"keys missing from config.example.toml: {missing}"
+
+
+def test_durations() -> None:
+    assert parse_duration("30s") == timedelta(seconds=30)
+    assert parse_duration("5m") == timedelta(minutes=5)
+    assert parse_duration("1h") == timedelta(hours=1)
+    assert parse_duration("7d") == timedelta(days=7)
+    assert parse_duration(90) == timedelta(seconds=90)
+    for bad in ("10x", "", "-5m", "0s", True, "m"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [
+        ('[ingest]\ndefault_interval = "soon"\n', "ingest.default_interval"),
+        ("[ingest]\nbackfil_pages = 3\n", "ingest.backfil_pages: unknown key"),
+        ('[ingest]\nbackfill_pages = "many"\n', "ingest.backfill_pages"),
+        ('[database]\nurl = "mysql://x"\n', "database.url"),
+        ('[[sources]]\nname = "a"\nkind = "rss"\n', "sources[0]"),
+        ('[[sources]]\nname = "a"\nkind = "carrier-pigeon"\nurl = "http://x"\n', "sources[0].kind"),
+        ('[[sources]]\nname="a"\nkind="telegram"\nchannel="abc"\n[[sources]]\nname="a"\nkind="telegram"\n'
+         'channel="abd"\n', "duplicate source name"),
+        ('[telegram]\nmode = "webhook"\n', "telegram"),
+        ("[ingest\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_key_and_file(tmp_path: Path, toml: str, needle: str) -> None:
+    path = tmp_path / "fw.toml"
+    path.write_text(toml, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert needle in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = tmp_path / "fw.toml"
+    path.write_text('[database]\nurl = "sqlite:///a.db"\n[ingest]\ntimeout = "5s"\n', encoding="utf-8")
+    env = {
+        "FRAMEWATCH_DATABASE_URL": "sqlite:///b.db",
+        "FRAMEWATCH_TELEGRAM_TOKEN": "123456:s3cr3tTOKEN",
+        "FRAMEWATCH_INGEST__TIMEOUT": "7s",
+        "FRAMEWATCH_TELEGRAM__ADMINS": "[1, 2]",
+    }
+    s = load_settings(path, environ=env)
+    assert s.database.url == "sqlite:///b.db"
+    assert s.telegram.token is not None and s.telegram.token.get_secret_value() == "123456:s3cr3tTOKEN"
+    assert "s3cr3tTOKEN" not in repr(s)
+    assert s.ingest.timeout == timedelta(seconds=7)
+    assert s.telegram.admins == [1, 2]
+
+
+def test_bad_environment_value_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"ingest\.timeout"):
+        load_settings(None, environ={"FRAMEWATCH_INGEST__TIMEOUT": "forever"})
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_cli_exits_2_with_key_and_file(tmp_path: Path) -> None:
+    from framewatch import commands  # noqa: F401
+    from framewatch.cli import app
+
+    path = tmp_path / "fw.toml"
+    path.write_text("[ingest]\ntimeout = 5\nbogus = true\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["--config", str(path), "sources", "list"])
+    assert result.exit_code == 2
+    assert "ingest.bogus" in result.output and str(path) in result.output.replace("\n", "")
+    assert "Traceback" not in result.output
+
+
+def test_example_is_plain_toml() -> None:
+    tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))

@@ -1,0 +1,184 @@
+"""Storage on real databases (SQLite file and, when configured, PostgreSQL): idempotent posts, leases."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from classifiers.types import Classification, FrameScore
+from framewatch.config import SourceSettings
+from ingest.types import RawPost
+from storage.db import session_scope
+from storage.models import Post, PostFrame, Source
+from storage.posts import iter_export, post_frames, save_classifications, store_posts
+from storage.sources import (
+    SourceError,
+    add_source,
+    claim_due_sources,
+    record_failure,
+    record_success,
+    set_source_enabled,
+    sync_sources,
+)
+
+NOW = datetime(2023, 5, 22, 12, 0, tzinfo=UTC)
+
+
+def _raw(i: int, text: str = "", url: str | None = None) -> RawPost:
+    return RawPost(
+        external_id=str(i),
+        url=url or f"https://example.org/a/{i}",
+        title=f"Title {i}",
+        text=text or f"Body of post {i}",
+        published_at=NOW - timedelta(minutes=i),
+        language="en",
+    )
+
+
+def _source(session: Session, name: str = "wire") -> int:
+    src = add_source(SourceSettings(name=name, kind="rss", url="http://127.0.0.1/feed"), session=session, now=NOW)
+    assert src.id is not None
+    return src.id
+
+
+def test_store_posts_is_idempotent_and_tracks_edits(engine: sa.Engine) -> None:
+    with session_scope(engine) as session:
+        sid = _source(session)
+        first = store_posts(sid, [_raw(1), _raw(2), _raw(3)], session=session, now=NOW, from_backfill=True)
+        assert len(first.new) == 3 and not first.updated
+    with session_scope(engine) as session:
+        again = store_posts(sid, [_raw(1), _raw(2), _raw(3)], session=session, now=NOW, from_backfill=False)
+        assert not again.new and not again.updated and again.unchanged == 3
+        edited = store_posts(sid, [_raw(2, text="Corrected body")], session=session, now=NOW, from_backfill=False)
+        assert [p.id for p in edited.updated] == [first.new[1].id]
+    with Session(engine) as session:
+        posts = session.exec(select(Post).order_by(Post.id)).all()
+        assert len(posts) == 3
+        assert posts[1].edited and posts[1].text == "Corrected body" and posts[1].edited_at == NOW
+        assert posts[0].from_backfill and posts[0].published_at == NOW - timedelta(minutes=1)
+        assert posts[0].published_at.tzinfo is not None
+
+
+def test_same_url_from_two_sources_is_linked(engine: sa.Engine) -> None:
+    with session_scope(engine) as session:
+        a, b = _source(session, "a"), _source(session, "b")
+        store_posts(a, [_raw(1, url="https://ex.org/story")], session=session, now=NOW, from_backfill=False)
+        res = store_posts(b, [_raw(9, url="https://ex.org/story")], session=session, now=NOW, from_backfill=False)
+        copy = session.get(Post, res.new[0].id)
+        assert copy is not None and copy.duplicate_of_id is not None
+        original = session.get(Post, copy.duplicate_of_id)
+        assert original is not None and original.source_id == a
+
+
+def test_duplicate_ids_within_one_batch(engine: sa.Engine) -> None:
+    with session_scope(engine) as session:
+        sid = _source(session)
+        res = store_posts(sid, [_raw(1), _raw(1, text="newer")], session=session, now=NOW, from_backfill=False)
+        assert len(res.new) == 1 and res.new[0].text == "newer"
+
+
+def test_classifications_replace_previous_tags(engine: sa.Engine) -> None:
+    with session_scope(engine) as session:
+        sid = _source(session)
+        post_id = store_posts(sid, [_raw(1)], session=session, now=NOW, from_backfill=False).new[0].id
+        c1 = Classification((FrameScore("denial", 0.9, ("nothing to do",)), FrameScore("victory_claim", 0.6)), "v1")
+        save_classifications([(post_id, c1)], session=session, now=NOW)
+        save_classifications([(post_id, Classification((FrameScore("denial", 0.8),), "v2"))], session=session, now=NOW)
+        frames = post_frames(post_id, session=session)
+        assert [(f.frame_id, f.model_version) for f in frames] == [("denial", "v2")]
+        assert session.get(Post, post_id).classified_version == "v2"  # type: ignore[union-attr]
+        save_classifications([(post_id, Classification((), "v3"))], session=session, now=NOW)
+        assert not session.exec(select(PostFrame)).all()
+
+
+def test_export_rows_carry_frames_in_utc(engine: sa.Engine) -> None:
+    with session_scope(engine) as session:
+        sid = _source(session)
+        ids = [p.id for p in store_posts(sid, [_raw(i) for i in range(5)], session=session, now=NOW,
+                                          from_backfill=False).new]
+        save_classifications([(ids[0], Classification((FrameScore("denial", 0.9),), "v1"))], session=session,
+                             now=NOW)
+    with session_scope(engine) as session:
+        rows = list(iter_export(session=session, batch_size=2))
+        assert len(rows) == 5 and rows[0].frames == ["denial"] and rows[1].frames == []
+        assert rows[0].published_at is not None and rows[0].published_at.utcoffset() == timedelta(0)
+        recent = list(iter_export(session=session, since=NOW - timedelta(minutes=2)))
+        assert {r.external_id for r in recent} == {"0", "1", "2"}
+
+
+def test_sources_sync_add_enable(engine: sa.Engine) -> None:
+    specs = [SourceSettings(name="feed", kind="rss", url="http://h/f", interval="1m"),
+             SourceSettings(name="chan", kind="telegram", channel="@some_channel")]
+    with session_scope(engine) as session:
+        sync_sources(specs, session=session, now=NOW, default_interval=timedelta(minutes=10))
+        with pytest.raises(SourceError, match="already exists"):
+            add_source(specs[0], session=session, now=NOW)
+        with pytest.raises(SourceError, match="no source named"):
+            set_source_enabled("nope", True, session=session, now=NOW)
+    with Session(engine) as session:
+        rows = {s.name: s for s in session.exec(select(Source))}
+        assert rows["feed"].interval_seconds == 60 and rows["chan"].interval_seconds == 600
+        assert rows["chan"].channel == "some_channel"
+    # Changing the config updates the row; the rows are not duplicated.
+    with session_scope(engine) as session:
+        sync_sources([replace_spec(specs[0], interval="2m")], session=session, now=NOW,
+                     default_interval=timedelta(minutes=10))
+    with Session(engine) as session:
+        assert session.exec(select(Source).where(Source.name == "feed")).one().interval_seconds == 120
+
+
+def replace_spec(spec: SourceSettings, **changes: object) -> SourceSettings:
+    return SourceSettings(**(spec.model_dump() | changes))
+
+
+def test_leases_are_exclusive_and_expire(engine: sa.Engine) -> None:
+    lease = timedelta(minutes=5)
+    with session_scope(engine) as session:
+        for i in range(4):
+            _source(session, f"s{i}")
+    with session_scope(engine) as session:
+        a = claim_due_sources(session=session, now=NOW, owner="A", lease=lease, limit=3)
+    with session_scope(engine) as session:
+        b = claim_due_sources(session=session, now=NOW, owner="B", lease=lease, limit=3)
+    assert len(a) == 3 and len(b) == 1 and not {s.id for s in a} & {s.id for s in b}
+    # A dies; after the lease expires B takes A's sources over.
+    with session_scope(engine) as session:
+        later = claim_due_sources(session=session, now=NOW + lease + timedelta(seconds=1), owner="B",
+                                  lease=lease, limit=10)
+    assert {s.id for s in later} == {s.id for s in a} | {s.id for s in b}
+    # A comes back late: its result must not overwrite B's lease.
+    with session_scope(engine) as session:
+        assert not record_success(a[0].id, session=session, now=NOW, owner="A", etag="x", last_modified=None,
+                                  cursor=None, got_posts=False)
+        assert record_success(a[0].id, session=session, now=NOW, owner="B", etag="x", last_modified=None,
+                              cursor="42", got_posts=True)
+        src = session.get(Source, a[0].id)
+        assert src is not None and src.cursor == "42" and src.backfilled and src.lease_owner is None
+        assert src.next_poll_at == NOW + timedelta(seconds=src.interval_seconds)
+
+
+def test_failure_recording_disables_with_reason(engine: sa.Engine) -> None:
+    with session_scope(engine) as session:
+        sid = _source(session)
+        claim_due_sources(session=session, now=NOW, owner="A", lease=timedelta(minutes=1), limit=1)
+        disabled = record_failure(sid, session=session, now=NOW, owner="A", error="HTTP 404",
+                                  next_poll_at=NOW + timedelta(hours=1), disable_reason="gone: HTTP 404")
+        assert disabled is not None and disabled.disabled_reason == "gone: HTTP 404"
+    with session_scope(engine) as session:
+        src = session.get(Source, sid)
+        assert src is not None and not src.enabled and src.consecutive_failures == 1
+        assert claim_due_sources(session=session, now=NOW + timedelta(days=1), owner="A",
+                                 lease=timedelta(minutes=1), limit=5) == []
+        set_source_enabled(src.name, True, session=session, now=NOW)
+        assert src.enabled and src.disabled_reason is None and src.consecutive_failures == 0
+
+
+def test_naive_datetimes_are_refused(sqlite_engine: sa.Engine) -> None:
+    with pytest.raises(Exception, match="naive datetime"), session_scope(sqlite_engine) as session:
+        sid = _source(session)
+        store_posts(sid, [replace(_raw(1), published_at=datetime(2023, 1, 1))], session=session, now=NOW,
+                    from_backfill=False)

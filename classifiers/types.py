@@ -21,3 +21,16 @@ class Classification:
     @property
     def frame_ids(self) -> tuple[str, ...]:
         return tuple(f.frame_id for f in self.frames)
+
+
+@dataclass(frozen=True, slots=True)
+class LabeledText:
+    """A labelled text from outside the shipped corpus (admin label, subscriber feedback).
+
+    `weight` scales its influence in training: admin labels 1.0, subscriber feedback lower.
+    An empty `frames` tuple is a deliberate "carries no frame" label.
+    """
+
+    text: str
+    frames: tuple[str, ...]
+    weight: float = 1.0

@@ -1,0 +1,248 @@
+"""Builds the PTB Application (handlers, rate limiter, delivery and digest jobs) and runs it.
+
+`framewatch run` calls run_bot_until(); tests and other shells can use build_application() + run_bot().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault, Update
+from telegram.error import TelegramError
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, MessageHandler, filters
+
+from bot.context import BotContext, BotServices, ModelOps, context_types
+from bot.delivery import DeliveryWorker, render_row
+from bot.digest import build_digests
+from bot.handling import on_error, unknown_command
+from bot.i18n import LANGUAGES, t
+from bot.render import plain
+from bot.roles import Role, commands_for
+from classifiers.taxonomy import Taxonomy, load_taxonomy
+from framewatch.config import Settings
+from framewatch.logs import add_secret
+from storage import outbox, subscribers
+from storage.db import session_scope
+from storage.models import Outbox, utcnow
+
+log = logging.getLogger(__name__)
+
+DELIVERY_INTERVAL = 1.0  # seconds between outbox polls when it is empty
+DIGEST_INTERVAL = 60.0
+
+
+def bot_commands(role: Role, lang: str) -> list[BotCommand]:
+    return [BotCommand(c.name, t(lang, f"cmd_{c.name}")) for c in commands_for(role)]
+
+
+async def publish_commands(app: Application[Any, Any, Any, Any, Any, Any], settings: Settings) -> None:
+    """setMyCommands per scope: the default menu for everyone, a per-chat menu for each analyst/admin."""
+    tg = settings.telegram
+    everyone = Role.ANALYST if tg.analysts == "*" else Role.EVERYONE
+    staff: dict[int, Role] = {uid: Role.ANALYST for uid in (tg.analysts if tg.analysts != "*" else [])}
+    staff.update({uid: Role.ADMIN for uid in tg.admins})
+    for lang in LANGUAGES:
+        code = None if lang == "en" else lang
+        await app.bot.set_my_commands(
+            bot_commands(everyone, lang), scope=BotCommandScopeDefault(), language_code=code
+        )
+        for uid, role in staff.items():
+            try:
+                await app.bot.set_my_commands(
+                    bot_commands(role, lang), scope=BotCommandScopeChat(uid), language_code=code
+                )
+            except TelegramError as exc:  # e.g. an admin who never opened a chat with the bot
+                log.warning("could not set the command menu for user %s: %s", uid, exc)
+
+
+async def _publish_commands_job(context: BotContext) -> None:
+    await publish_commands(context.application, context.services.settings)
+
+
+async def _delivery_tick(context: BotContext) -> None:
+    """Drain the outbox, then come back after DELIVERY_INTERVAL (never two drains at once)."""
+    services, app = context.services, context.application
+    try:
+        if services.worker is None:
+            services.worker = DeliveryWorker(
+                engine=services.engine,
+                bot=context.bot,
+                settings=services.settings,
+                frame_names=services.frame_names,
+                frame_order=services.frame_order,
+                clock=services.clock,
+            )
+        await services.worker.drain(keep_going=lambda: app.running)
+    finally:
+        if app.running and context.job_queue is not None:
+            context.job_queue.run_once(_delivery_tick, when=services.delivery_interval, name="delivery")
+
+
+async def _digest_tick(context: BotContext) -> None:
+    services = context.services
+    made = await asyncio.to_thread(
+        build_digests, engine=services.engine, now=services.clock(), settings=services.settings
+    )
+    if made:
+        log.info("built %d digest message(s)", made)
+
+
+def build_application(
+    settings: Settings,
+    *,
+    engine: sa.Engine,
+    taxonomy: Taxonomy | None = None,
+    models: ModelOps | None = None,
+    on_model_change: Callable[[], None] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    delivery_interval: float = DELIVERY_INTERVAL,
+    digest_interval: float = DIGEST_INTERVAL,
+) -> Application[Any, Any, Any, Any, Any, Any]:
+    """The bot, ready for `async with app: await app.start(); await app.updater.start_polling()`."""
+    from bot import handlers_admin, handlers_analyst, handlers_callbacks, handlers_public
+
+    tg = settings.telegram
+    if tg.token is None:
+        raise ValueError("telegram.token is not set (or FRAMEWATCH_TELEGRAM_TOKEN); use console mode")
+    token = tg.token.get_secret_value()
+    add_secret(token)
+    if tg.webhook_secret is not None:
+        add_secret(tg.webhook_secret.get_secret_value())
+    services = BotServices(
+        settings=settings,
+        engine=engine,
+        taxonomy=taxonomy or load_taxonomy(),
+        models=models,
+        on_model_change=on_model_change,
+        clock=clock,
+        delivery_interval=delivery_interval,
+    )
+
+    app = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(tg.api_base_url)
+        .base_file_url(tg.base_file_url)
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .context_types(context_types())
+        .concurrent_updates(16)
+        .build()
+    )
+    app.bot_data.services = services
+    for module in (handlers_public, handlers_analyst, handlers_admin, handlers_callbacks):
+        for handler in module.handlers():
+            app.add_handler(handler)
+    app.add_handler(MessageHandler(filters.COMMAND & filters.UpdateType.MESSAGE, unknown_command))
+    app.add_error_handler(on_error)
+    assert app.job_queue is not None, "python-telegram-bot[job-queue] is required"
+    # Jobs, not post_init: post_init only runs under run_polling(), and framewatch starts the
+    # Application inside its own loop (async with app: await app.start(); ...).
+    app.job_queue.run_once(_publish_commands_job, when=0, name="publish-commands")
+    app.job_queue.run_once(_delivery_tick, when=0.2, name="delivery")
+    app.job_queue.run_repeating(_digest_tick, interval=digest_interval, first=digest_interval, name="digests")
+    return app
+
+
+async def run_bot(
+    app: Application[Any, Any, Any, Any, Any, Any], settings: Settings, *, stop: asyncio.Event | None = None
+) -> None:
+    """Run until `stop` is set (forever without one), polling or behind a webhook as configured."""
+    tg = settings.telegram
+    async with app:
+        await app.start()
+        assert app.updater is not None
+        if tg.mode == "webhook":
+            assert tg.webhook_url is not None
+            try:
+                await app.updater.start_webhook(
+                    listen=tg.webhook_listen,
+                    port=tg.webhook_port,
+                    url_path=urlsplit(tg.webhook_url).path.lstrip("/"),
+                    webhook_url=tg.webhook_url,
+                    secret_token=tg.webhook_secret.get_secret_value() if tg.webhook_secret else None,
+                    allowed_updates=Update.ALL_TYPES,
+                )
+            except RuntimeError as exc:
+                await app.stop()
+                raise RuntimeError(
+                    f"webhook mode needs python-telegram-bot[webhooks] (tornado): {exc}"
+                ) from None
+        else:
+            await app.updater.start_polling(allowed_updates=Update.ALL_TYPES)
+        try:
+            await (stop or asyncio.Event()).wait()
+        finally:
+            if app.updater.running:
+                await app.updater.stop()
+            await app.stop()
+
+
+async def run_bot_until(
+    settings: Settings,
+    *,
+    engine: sa.Engine,
+    stop: asyncio.Event,
+    role: str = "all",
+    models: ModelOps | None = None,
+    on_model_change: Callable[[], None] | None = None,
+) -> None:
+    """What `framewatch run` awaits: the bot (commands, delivery, digests) until `stop` is set."""
+    del role  # every role that reaches here serves the bot; ingest-only runs never call it
+    if models is None:
+        from bot.models import registry_ops
+
+        models = registry_ops(settings)
+    app = build_application(settings, engine=engine, models=models, on_model_change=on_model_change)
+    await run_bot(app, settings, stop=stop)
+
+
+def render_console(row: Outbox, *, engine: sa.Engine, settings: Settings, taxonomy: Taxonomy) -> str | None:
+    """An outbox row as plain text (console mode), or None if its post is gone."""
+    with session_scope(engine) as session:
+        ids = [int(i["post_id"]) for i in row.payload.get("items", [])] if row.kind == "digest" else []
+        bundles = outbox.post_bundles([*ids, *([row.post_id] if row.post_id else [])], session=session)
+        subs = subscribers.subscribers_by_ids(
+            [row.subscriber_id] if row.subscriber_id else [], session=session
+        )
+    message = render_row(
+        row,
+        bundles,
+        {sid: s.language for sid, s in subs.items()},
+        settings=settings,
+        frame_names={f.id: f.name for f in taxonomy.frames},
+        frame_order=taxonomy.ids,
+    )
+    return plain(message.text) if message is not None else None
+
+
+def print_alert(
+    row: Outbox, *, engine: sa.Engine, settings: Settings, taxonomy: Taxonomy, out: TextIO | None = None
+) -> str | None:
+    text = render_console(row, engine=engine, settings=settings, taxonomy=taxonomy)
+    if text is not None:
+        print(f"— to chat {row.chat_id} —\n{text}\n", file=out, flush=True)
+    return text
+
+
+def deliver_to_console(
+    *, engine: sa.Engine, settings: Settings, taxonomy: Taxonomy, now: datetime, out: TextIO | None = None
+) -> int:
+    """Console mode's delivery: print every due outbox row and mark it sent (message id 0)."""
+    owner = "console"
+    with session_scope(engine) as session:
+        rows = outbox.claim(session=session, now=now, owner=owner, lease=settings.alerts.max_age, limit=1000)
+    for row in rows:
+        assert row.id is not None
+        printed = print_alert(row, engine=engine, settings=settings, taxonomy=taxonomy, out=out)
+        with session_scope(engine) as session:
+            if printed is None:
+                outbox.mark_failed(row.id, session=session, owner=owner, error="the post no longer exists")
+            else:
+                outbox.mark_sent(row.id, session=session, now=now, owner=owner, message_id=0)
+    return len(rows)

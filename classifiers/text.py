@@ -1,0 +1,60 @@
+"""Text clean-up and tokenisation shared by training, prediction, explanations and the keyword baseline.
+
+Channel posts carry handles, links and "subscribe" footers; left in, the model learns which channel
+wrote a post instead of which frame it carries, so they go before anything is vectorised.
+"""
+
+from __future__ import annotations
+
+import re
+
+_URL_RE = re.compile(r"(?:https?://|www\.)\S+|\b(?:t\.me|telegram\.me|bit\.ly)/\S*", re.IGNORECASE)
+_HANDLE_RE = re.compile(r"(?<![\w.])@[A-Za-z0-9_]{3,64}")
+_HASH_RE = re.compile(r"#(?=\w)")
+# Footer lines channels append to every post ("Subscribe", "Подписаться на канал", "Надіслати новину").
+_SIGNATURE_RE = re.compile(
+    r"\b(subscribe|follow us|join us|our channel|send (?:us )?(?:your )?news|"
+    r"подпис(?:ывайтесь|ывайся|аться|ка)|подпиш(?:ись|итесь)|наш канал|прислать новость|предложить новость|"
+    r"підпис(?:уйтесь|уйся|атися|ка)|підпиш(?:ись|іться)|наш канал|надіслати новину|запропонувати новину)",
+    re.IGNORECASE,
+)
+_SIGNATURE_MAX_CHARS = 80
+_EDGE_RE = re.compile(r"^[\W_]+|[\W_]+$")
+_SPACE_RE = re.compile(r"[ \t\u00a0\u2009\u202f]+")
+# Words: letters/digits, keeping Ukrainian apostrophes (м'ясо, об'єкт) and hyphenated compounds together.
+_TOKEN_RE = re.compile(r"[^\W_]+(?:['’ʼ`\-][^\W_]+)*")
+_APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "`": "'", "ё": "е", "Ё": "е"})
+_DIGITS_RE = re.compile(r"\d+")
+
+
+def clean_text(text: str) -> str:
+    """Drop URLs, @handles, hashtag marks and channel signature lines; keep the wording intact."""
+    lines: list[str] = []
+    for raw in text.splitlines():
+        line = _URL_RE.sub(" ", raw)
+        had_handle = bool(_HANDLE_RE.search(line))
+        line = _HANDLE_RE.sub(" ", line)
+        line = _HASH_RE.sub("", line)
+        stripped = _EDGE_RE.sub("", line)
+        if not any(ch.isalnum() for ch in stripped):
+            continue
+        short = len(stripped) <= _SIGNATURE_MAX_CHARS
+        if short and (_SIGNATURE_RE.search(stripped) or (had_handle and len(stripped.split()) <= 3)):
+            continue
+        lines.append(_SPACE_RE.sub(" ", line).strip())
+    return "\n".join(lines)
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the words in `text` (explanations quote these, verbatim)."""
+    return [m.span() for m in _TOKEN_RE.finditer(text)]
+
+
+def normalise_token(token: str) -> str:
+    """The form features are built from: lower case, ё→е, one apostrophe, digits collapsed."""
+    return _DIGITS_RE.sub("0", token.translate(_APOSTROPHES).lower())
+
+
+def tokens(text: str) -> list[str]:
+    """Normalised word tokens of an already cleaned text (normalising the whole text once is faster)."""
+    return _TOKEN_RE.findall(_DIGITS_RE.sub("0", text.translate(_APOSTROPHES).lower()))

@@ -1,0 +1,285 @@
+"""Turning what sources publish into comparable values: one URL per story, plain text, UTC dates.
+
+Every function here takes untrusted input (feeds and channel pages written by strangers) and must
+return a value or None, never raise: a parser that crashes on one odd item loses the whole page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import unicodedata
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
+from html import unescape
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
+
+from selectolax.lexbor import LexborHTMLParser as HTMLParser
+from selectolax.lexbor import LexborNode as Node
+
+# Query parameters that identify a click or a campaign, not a document. Keys are compared lowercased;
+# any key starting with "utm_" is dropped as well.
+TRACKING_PARAMS = frozenset(
+    {
+        "fbclid", "gclid", "gclsrc", "dclid", "gbraid", "wbraid", "yclid", "ysclid", "msclkid",
+        "mc_cid", "mc_eid", "igshid", "igsh", "twclid", "ttclid", "li_fat_id", "_ga", "_gl",
+        "_hsenc", "_hsmi", "__hssc", "__hstc", "__hsfp", "hsctatracking", "mkt_tok", "oly_anon_id",
+        "oly_enc_id", "vero_id", "vero_conv", "wickedid", "rb_clickid", "s_cid", "ncid", "cmpid",
+        "at_medium", "at_campaign", "at_custom1", "at_custom2", "at_custom3", "at_custom4",
+        "ref_src", "ref_url", "spm", "scm", "from_yandex", "utm", "zanpid", "epik", "sr_share",
+        "_openstat", "rss_referrer", "dm_i", "cvid", "ocid",
+    }
+)  # fmt: skip
+
+# Invisible format characters that change how text looks but not what it says: zero-width spaces and
+# joiners, word joiner, BOM, soft hyphen, and the bidi embedding/override/isolate controls that can
+# make an alert display text in a different order than it is stored.
+_INVISIBLE = dict.fromkeys(
+    [0x00AD, 0x180E, 0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2060, 0x2061, 0x2062, 0x2063, 0x2064,
+     0xFEFF, 0x061C, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)  # fmt: skip
+# C0/C1 controls except tab and newline (carriage returns are turned into newlines first).
+_CONTROLS = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, *range(0x80, 0xA0)])
+_STRIP_TABLE = {**_INVISIBLE, **_CONTROLS}
+
+_SPACES_RE = re.compile(r"[^\S\n]+")  # any whitespace except newline (incl. NBSP, thin spaces)
+_BLANK_LINES_RE = re.compile(r"\n{3,}")
+
+# Block-level elements: their edges are paragraph breaks in the plain text.
+_BLOCK_TAGS = (
+    "p", "div", "section", "article", "header", "footer", "aside", "main", "nav", "blockquote", "pre",
+    "ul", "ol", "li", "dl", "dt", "dd", "table", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "figure",
+    "figcaption", "hr", "address", "details", "summary",
+)  # fmt: skip
+DROP_TAGS = ("script", "style", "noscript", "template", "iframe", "object", "embed", "svg", "head")
+_BLOCK_SELECTOR = ",".join(_BLOCK_TAGS)
+_CELL_SELECTOR = "td,th"
+
+
+def clean_text(text: str) -> str:
+    """Plain text as a reader sees it: NFC, no invisible characters, single spaces, at most one blank line."""
+    if not text:
+        return ""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = unicodedata.normalize("NFC", text).translate(_STRIP_TABLE)
+    lines = [_SPACES_RE.sub(" ", line).strip() for line in text.split("\n")]
+    return _BLANK_LINES_RE.sub("\n\n", "\n".join(lines)).strip()
+
+
+def html_to_text(html: str | None) -> str:
+    """HTML fragment → plain text keeping paragraphs and <br> line breaks; scripts and styles dropped.
+
+    Works by inserting newline text nodes around block elements and then reading the text once, so
+    arbitrarily deep markup never recurses in Python.
+    """
+    if not html:
+        return ""
+    if "<" not in html and "&" not in html:
+        return clean_text(html)
+    if markup_too_nested(html):
+        return clean_text(unescape(_TAG_RE.sub(" ", html)))
+    tree = HTMLParser(html)
+    root = tree.body or tree.root
+    if root is None:
+        return ""
+    return element_text(root)
+
+
+# Lexbor, like any HTML5 tree builder, scans the stack of open elements for many start tags, so the cost
+# of a page grows with (tags x nesting depth). Small documents cannot nest deep enough to matter
+# (worst case ~1 s at 128 KB); larger ones get a vectorised estimate of that cost before parsing.
+_NESTING_CHECK_FROM = 128 * 1024
+_MAX_NESTING_COST = 300_000_000  # sum of open-element depth over start tags; ~0.5 s of parsing
+_TAG_RE = re.compile(r"<[^>]*>")
+
+
+def markup_too_nested(markup: str | bytes) -> bool:
+    """True if parsing this markup would take pathological time (deeply nested hostile HTML)."""
+    if len(markup) <= _NESTING_CHECK_FROM:
+        return False
+    import numpy as np
+
+    data = markup.encode("utf-8", "replace") if isinstance(markup, str) else markup
+    a = np.frombuffer(data, dtype=np.uint8)
+    lt, nxt = a[:-1] == 60, a[1:]
+    low = nxt | 32
+    opens = lt & (low >= 97) & (low <= 122)
+    closes = (lt & (nxt == 47)).view(np.int8) + ((a[:-1] == 47) & (nxt == 62)).view(np.int8)
+    depth = np.cumsum(opens.view(np.int8) - closes, dtype=np.int64)
+    return int(depth[opens].sum()) > _MAX_NESTING_COST
+
+
+def element_text(node: Node, *, drop: tuple[str, ...] = DROP_TAGS) -> str:
+    """Text of a selectolax node with <br> as newline and block elements as paragraphs. Mutates the node."""
+    if drop:
+        node.strip_tags(list(drop))
+    for br in node.css("br"):
+        br.replace_with("\n")
+    for block in node.css(_BLOCK_SELECTOR):
+        block.insert_before("\n\n")
+        block.insert_after("\n\n")
+    for cell in node.css(_CELL_SELECTOR):
+        cell.insert_after(" ")
+    return clean_text(node.text(deep=True, separator=""))
+
+
+def plain_title(value: str | None) -> str:
+    """A title on one line: feeds put HTML and line breaks into titles."""
+    return " ".join(html_to_text(value).split())
+
+
+def first_line_title(text: str, limit: int = 140) -> str:
+    """A title for posts that have none (Telegram): the first line, cut at a word boundary.
+
+    Cut without an ellipsis so the text still starts with the title (the classifier reads title+text
+    and would otherwise see the opening words twice).
+    """
+    line = text.strip().split("\n", 1)[0].strip()
+    if len(line) <= limit:
+        return line
+    cut = line[:limit]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:-–—")
+
+
+# -- URLs -----------------------------------------------------------------------------------------
+
+
+def _is_tracking(key: str) -> bool:
+    k = unquote_plus(key).strip().lower()
+    return k.startswith("utm_") or k in TRACKING_PARAMS
+
+
+def canonical_url(url: str | None) -> str | None:
+    """One spelling per document: lowercase scheme/host, no default port, no fragment, no trackers,
+    query parameters in a stable order. Query pieces are kept as they were encoded (only reordered),
+    so two spellings of one URL compare equal without re-encoding surprises. Non-http(s) → None."""
+    if not url:
+        return None
+    url = url.strip().translate(_STRIP_TABLE)
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname:
+            return None
+        host = parts.hostname.lower().rstrip(".")
+        port = parts.port
+    except ValueError:  # bad port, bad IPv6 literal
+        return None
+    if not host or any(c in host for c in "@/?#\\ "):
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None or (scheme, port) in (("http", 80), ("https", 443)) else f"{host}:{port}"
+    if parts.username is not None:
+        userinfo = parts.username + (f":{parts.password}" if parts.password is not None else "")
+        netloc = f"{userinfo}@{netloc}"
+    pieces = [p for p in parts.query.split("&") if p and not _is_tracking(p.split("=", 1)[0])]
+    pieces.sort(key=lambda p: (unquote_plus(p.split("=", 1)[0]), p))
+    return urlunsplit((scheme, netloc, parts.path or "/", "&".join(pieces), ""))
+
+
+# -- dates ----------------------------------------------------------------------------------------
+
+_MIN_YEAR, _MAX_YEAR = 1990, 2200
+
+
+def to_utc(value: object) -> datetime | None:
+    """datetime (naive = UTC), struct_time (feedparser's *_parsed, UTC), ISO 8601 or RFC 2822 string,
+    or a Unix timestamp → aware UTC datetime; anything implausible → None."""
+    result: datetime | None = None
+    try:
+        if isinstance(value, datetime):
+            result = value if value.tzinfo else value.replace(tzinfo=UTC)
+        elif isinstance(value, time.struct_time) or (isinstance(value, tuple) and len(value) >= 6):
+            result = datetime(*value[:6], tzinfo=UTC)  # type: ignore[misc]
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            result = datetime.fromtimestamp(value, UTC)
+        elif isinstance(value, str):
+            result = _parse_date_string(value.strip())
+    except (ValueError, OverflowError, OSError, TypeError):
+        return None
+    if result is None:
+        return None
+    try:
+        result = result.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return result if _MIN_YEAR <= result.year <= _MAX_YEAR else None
+
+
+def _parse_date_string(text: str) -> datetime | None:
+    if not text or len(text) > 100:
+        return None
+    iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+    try:
+        parsed = datetime.fromisoformat(iso)
+    except ValueError:
+        try:
+            parsed = parsedate_to_datetime(text)
+        except (ValueError, TypeError, IndexError):
+            return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# -- views, hashes, language ----------------------------------------------------------------------
+
+_VIEWS_RE = re.compile(r"^(\d{1,15}(?:[.,]\d{1,3})*)\s*([kKmMbBкКмМ]?)(?!\w)")
+_DIGIT_GROUP_SPACE_RE = re.compile(r"(?<=\d)\s(?=\d{3}(?!\d))")
+_MULTIPLIER = {"": 1, "k": 1_000, "к": 1_000, "m": 1_000_000, "м": 1_000_000, "b": 1_000_000_000}
+
+
+def parse_views(text: str | None) -> int | None:
+    """Telegram's view counter: "987", "15.3K" → 15300, "1.2M" → 1200000, "1,234" → 1234; else None."""
+    if not text:
+        return None
+    text = _DIGIT_GROUP_SPACE_RE.sub("", clean_text(text))
+    if len(text) > 40:
+        return None
+    m = _VIEWS_RE.match(text)
+    if not m:
+        return None
+    number, suffix = m.group(1), m.group(2).lower()
+    if suffix:
+        # "1.2K" / "1,2K": the separator before a suffix is a decimal point.
+        number = number.replace(",", ".")
+        if number.count(".") > 1:
+            return None
+    else:
+        number = number.replace(",", "").replace(".", "")  # thousands separators
+    try:
+        value = Decimal(number) * _MULTIPLIER[suffix]
+    except (InvalidOperation, KeyError):
+        return None
+    return int(value)
+
+
+def content_hash(title: str, text: str) -> str:
+    """sha256 of the normalised title and text: equal for copies that differ only in spacing/markup."""
+    normal = f"{' '.join(clean_text(title).split())}\n{clean_text(text)}"
+    return hashlib.sha256(normal.encode("utf-8")).hexdigest()
+
+
+_CYRILLIC_RE = re.compile("[а-яА-ЯёЁіІїЇєЄґҐ]+")
+_LATIN_RE = re.compile("[a-zA-Z]+")
+_UK_RE = re.compile("[іІїЇєЄґҐ]")
+_RU_RE = re.compile("[ыЫэЭъЪёЁ]")
+
+
+def guess_language(text: str, *, source_language: str | None = None, sample: int = 2000) -> str | None:
+    """Cheap script-based guess: і/ї/є/ґ → uk, other Cyrillic → ru, Latin → en. The source's configured
+    language always wins; it is the only reliable signal for short or mixed posts."""
+    if source_language:
+        return source_language
+    head = text[:sample]
+    cyrillic = sum(map(len, _CYRILLIC_RE.findall(head)))
+    latin = sum(map(len, _LATIN_RE.findall(head)))
+    if cyrillic == 0 and latin == 0:
+        return None
+    if cyrillic >= latin:
+        return "uk" if len(_UK_RE.findall(head)) > len(_RU_RE.findall(head)) else "ru"
+    return "en"

@@ -1,0 +1,386 @@
+"""RSS 2.0 / Atom: fetch with our own bounded client, make the bytes safe, then let feedparser read them.
+
+feedparser never fetches anything here: it only sees bytes we downloaded (size-capped, decompressed by
+us) wrapped in BytesIO. Before it sees them we
+
+* decode them ourselves (BOM, HTTP charset, XML declaration, then evidence: invalid UTF-8 and
+  mislabelled windows-1251 are common on Russian-language sites) and hand feedparser clean UTF-8;
+* remove the DOCTYPE and its internal subset. Entities can only be declared there, so without it
+  there is nothing to expand (billion laughs, quadratic blowup) and nothing external to resolve
+  (XXE) — in the strict SAX parser *and* in feedparser's lenient fallback parser, which does its own
+  entity substitution. Feeds do not need DTDs; HTML named entities still work in the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import hashlib
+import io
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+import httpx
+
+from framewatch.config import IngestSettings
+from ingest.fulltext import fetch_full_text
+from ingest.http import FetchError, FetchLimits, fetch_url
+from ingest.normalize import canonical_url, clean_text, guess_language, html_to_text, plain_title, to_utc
+from ingest.types import FetchResult, FetchStatus, RawPost
+
+FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+MAX_EXTERNAL_ID = 500  # storage column width
+MAX_FULL_TEXT_FETCHES = 20  # per poll; the rest keep their summaries until a later poll
+FULL_TEXT_CONCURRENCY = 4
+
+_XML_DECL_RE = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
+_DECL_ENCODING_RE = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']""")
+# Characters XML 1.0 forbids; one stray control byte otherwise sends the whole feed to the lax parser.
+_XML_ILLEGAL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_TAGLIKE_RE = re.compile(r"<[a-zA-Z/!][^<>]*>")
+_LATIN_FAMILY = frozenset({"ascii", "iso8859-1", "cp1252", "iso8859-15"})
+
+
+class FeedError(Exception):
+    """The bytes are not a feed we can read; the message is short and operator-facing."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    title: str
+    posts: tuple[RawPost, ...]
+    # external ids of posts whose text is only the feed's summary (candidates for full-text fetching)
+    summary_only: frozenset[str] = frozenset()
+    notes: tuple[str, ...] = ()
+
+
+# -- bytes → safe UTF-8 -----------------------------------------------------------------------------
+
+
+def _codec(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name.strip().lower()).name
+    except (LookupError, ValueError):
+        return None
+
+
+_HIGH_BYTE_RE = re.compile(rb"[\x80-\xff]")
+_HIGH_RUN_RE = re.compile(rb"[\x80-\xff]{3,}")
+
+
+def _looks_cyrillic_8bit(data: bytes) -> bool:
+    """Cyrillic in an 8-bit charset is whole words of bytes >= 0x80; Western European text in Latin-1
+    has accented letters scattered between ASCII ones. Most high bytes in runs → Cyrillic."""
+    high = len(_HIGH_BYTE_RE.findall(data))
+    if high == 0:
+        return False
+    in_runs = sum(map(len, _HIGH_RUN_RE.findall(data)))
+    return in_runs > 0.6 * high
+
+
+def decode_document(data: bytes, declared: str | None = None) -> tuple[str, str, tuple[str, ...]]:
+    """Bytes → (text, codec used, notes). Never raises: the worst case is UTF-8 with replacement."""
+    for bom, name in (
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF32_LE, "utf-32-le"),
+        (codecs.BOM_UTF32_BE, "utf-32-be"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
+        if data.startswith(bom):
+            return data[len(bom) :].decode(name, "replace"), name, ()
+    if data[:1] == b"<" and data[1:2] == b"\0":
+        return data.decode("utf-16-le", "replace"), "utf-16-le", ()
+    if data[:1] == b"\0" and data[1:2] == b"<":
+        return data.decode("utf-16-be", "replace"), "utf-16-be", ()
+    head = data[:512]
+    m = _DECL_ENCODING_RE.match(head)
+    from_xml = _codec(m.group(1).decode("ascii")) if m else None
+    from_http = _codec(declared)
+    label = from_http or from_xml
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        note = () if label in (None, "utf-8", "ascii") else (f"declared {label} but the bytes are UTF-8",)
+        return text, "utf-8", note
+    for name in (from_http, from_xml):
+        if name in (None, "utf-8"):
+            continue
+        assert name is not None
+        if name in _LATIN_FAMILY and _looks_cyrillic_8bit(data):
+            return (
+                data.decode("cp1251", "replace"),
+                "cp1251",
+                (f"declared {name} but the text is windows-1251",),
+            )
+        try:
+            return data.decode(name), name, ()
+        except (UnicodeDecodeError, LookupError):
+            continue
+    # Declared UTF-8 (or nothing) and invalid: a few bad bytes in UTF-8 text, or a whole other charset?
+    replaced = data.decode("utf-8", "replace")
+    bad = replaced.count("\ufffd")
+    non_ascii = len(replaced) - len(replaced.encode("ascii", "ignore"))
+    if bad > 0.2 * max(non_ascii, 1) and _looks_cyrillic_8bit(data):
+        return data.decode("cp1251", "replace"), "cp1251", ("not valid UTF-8; decoded as windows-1251",)
+    return replaced, "utf-8", (f"invalid UTF-8 ({bad} bad sequences replaced)",)
+
+
+def strip_doctype(text: str) -> tuple[str, bool]:
+    """Remove a DOCTYPE (with any internal subset) from the prolog. Returns (text, removed)."""
+    limit = min(len(text), 1 << 20)
+    start = 0
+    while True:  # skip the XML declaration, comments and processing instructions before the root
+        start = text.find("<", start, limit)
+        if start < 0:
+            return text, False
+        if text.startswith("<!DOCTYPE", start) or text.startswith("<!doctype", start):
+            break
+        if text.startswith("<?", start):
+            end = text.find("?>", start)
+        elif text.startswith("<!--", start):
+            end = text.find("-->", start)
+        else:
+            return text, False  # the root element: no DOCTYPE in the prolog
+        if end < 0:
+            return text, False
+        start = end + 2
+    depth, quote, i = 0, "", start + 9
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth = max(0, depth - 1)
+        elif ch == ">" and depth == 0:
+            return text[:start] + text[i + 1 :], True
+        i += 1
+    return text[:start], True  # unterminated DOCTYPE: nothing after it is usable
+
+
+def prepare_feed_bytes(data: bytes, declared_charset: str | None = None) -> tuple[bytes, tuple[str, ...]]:
+    """Untrusted feed bytes → UTF-8 bytes without DTD or illegal characters, and notes for the operator."""
+    text, _, notes = decode_document(data, declared_charset)
+    text, removed = strip_doctype(text)
+    if removed:
+        notes += ("DOCTYPE removed (entity declarations are not processed)",)
+    text = _XML_ILLEGAL_RE.sub("", text)
+    text = _XML_DECL_RE.sub('<?xml version="1.0" encoding="utf-8"?>', text, count=1)
+    return text.encode("utf-8", "replace"), notes
+
+
+# -- entries → RawPost --------------------------------------------------------------------------------
+
+
+def _is_html(value: str, detail: Any) -> bool:
+    """feedparser types a field text/plain unless it sees *allowed* tags; markup it does not like
+    (scripts, styles) is still markup and must not reach the stored text."""
+    kind = str(detail.get("type", "text/html")) if isinstance(detail, dict) else "text/html"
+    return "html" in kind or _TAGLIKE_RE.search(value) is not None
+
+
+def _detail_text(value: str | None, detail: Any) -> str:
+    if not value:
+        return ""
+    return html_to_text(value) if _is_html(value, detail) else clean_text(value)
+
+
+def _external_id(entry: Any, url: str | None, title: str, text: str, published: datetime | None) -> str:
+    guid = clean_text(str(entry.get("id") or ""))
+    candidate = guid or url
+    if candidate and len(candidate) <= MAX_EXTERNAL_ID:
+        return candidate
+    if candidate:
+        return "sha256:" + hashlib.sha256(candidate.encode()).hexdigest()
+    basis = f"{title}\n{text}\n{published.isoformat() if published else ''}"
+    return "sha256:" + hashlib.sha256(basis.encode()).hexdigest()
+
+
+def _media(entry: Any) -> tuple[str, ...]:
+    kinds: list[str] = []
+    for item in list(entry.get("enclosures") or []) + list(entry.get("media_content") or []):
+        mime = str(item.get("type") or item.get("medium") or "") if isinstance(item, dict) else ""
+        kind = (
+            "photo"
+            if mime.startswith("image")
+            else "video"
+            if mime.startswith("video")
+            else "audio"
+            if mime.startswith("audio")
+            else "document"
+        )
+        if kind not in kinds:
+            kinds.append(kind)
+    return tuple(kinds)
+
+
+def entry_to_post(
+    entry: Any, *, language: str | None, feed_language: str | None, base_url: str = ""
+) -> tuple[RawPost, bool]:
+    """One feedparser entry → (RawPost, text is only a summary)."""
+    title = " ".join(_detail_text(str(entry.get("title") or ""), entry.get("title_detail")).split())
+    contents = [c for c in (entry.get("content") or []) if isinstance(c, dict) and c.get("value")]
+    if contents:
+        text = max((_detail_text(c.get("value"), c) for c in contents), key=len)
+    else:
+        text = _detail_text(entry.get("summary"), entry.get("summary_detail"))
+    link = entry.get("link")
+    url = canonical_url(urljoin(base_url, link) if link and base_url else link)
+    published = None
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        if published := to_utc(entry.get(key)):
+            break
+    else:
+        published = to_utc(entry.get("published") or entry.get("updated"))
+    lang = guess_language(f"{title}\n{text}", source_language=language) or feed_language
+    post = RawPost(
+        external_id=_external_id(entry, url, title, text, published),
+        url=url,
+        title=title,
+        text=text,
+        published_at=published,
+        language=lang,
+        media=_media(entry),
+    )
+    return post, not contents
+
+
+def parse_feed(
+    data: bytes, *, url: str = "", charset: str | None = None, language: str | None = None
+) -> ParsedFeed:
+    """Feed bytes (as downloaded) → posts. Raises FeedError if this is not a feed at all."""
+    clean, notes = prepare_feed_bytes(data, charset)
+    parsed = feedparser.parse(
+        io.BytesIO(clean),
+        # No content-location: feedparser would resolve relative guids against it, and an external id
+        # must not change when the feed moves. Links are resolved below instead.
+        response_headers={"content-type": "application/xml; charset=utf-8"},
+        sanitize_html=False,  # we keep text only; html_to_text drops scripts and styles itself
+        resolve_relative_uris=False,
+    )
+    entries = parsed.get("entries") or []
+    if not parsed.get("version") and not entries:
+        problem = parsed.get("bozo_exception")
+        detail = f": {str(problem)[:120]}" if problem else ""
+        raise FeedError(f"not an RSS/Atom feed{detail}")
+    if parsed.get("bozo") and entries:
+        notes += ("malformed XML; read with the lenient parser",)
+    feed = parsed.get("feed") or {}
+    feed_language = str(feed.get("language") or "")[:2].lower() or None
+    posts: dict[str, RawPost] = {}
+    summary_only: set[str] = set()
+    for entry in entries:
+        post, only_summary = entry_to_post(
+            entry, language=language, feed_language=feed_language, base_url=url
+        )
+        if not (post.title or post.text or post.url):
+            continue
+        if post.external_id not in posts:  # first occurrence wins; feeds sometimes repeat an item
+            posts[post.external_id] = post
+            if only_summary and post.url:
+                summary_only.add(post.external_id)
+    title = plain_title(feed.get("title")) if feed else ""
+    return ParsedFeed(title, tuple(posts.values()), frozenset(summary_only), notes)
+
+
+# -- fetching -----------------------------------------------------------------------------------------
+
+
+async def fetch_feed(
+    client: httpx.AsyncClient,
+    *,
+    url: str,
+    etag: str | None,
+    last_modified: str | None,
+    settings: IngestSettings,
+    fetch_full_text: bool = False,
+    language: str | None = None,
+    skip_full_text: Collection[str] = (),
+    now: datetime | None = None,
+) -> FetchResult:
+    """Poll one feed. Conditional GET with the stored validators: a 304 returns NOT_MODIFIED without
+    parsing anything. With `fetch_full_text`, entries that carry only a summary get the article text
+    (trafilatura) unless their external id is in `skip_full_text` (already stored). Never raises."""
+    limits = FetchLimits.from_settings(settings)
+    try:
+        response = await fetch_url(
+            client, url, limits=limits, etag=etag, last_modified=last_modified, accept=FEED_ACCEPT, now=now
+        )
+    except FetchError as exc:
+        return exc.to_result()
+    if response.not_modified:
+        return FetchResult(
+            FetchStatus.NOT_MODIFIED,
+            etag=response.etag or etag,
+            last_modified=response.last_modified or last_modified,
+            http_status=304,
+        )
+    try:
+        feed = await asyncio.to_thread(
+            parse_feed, response.body, url=response.url, charset=response.charset, language=language
+        )
+    except FeedError as exc:
+        return FetchResult(FetchStatus.ERROR, error=str(exc), http_status=response.status)
+    posts, notes = feed.posts, feed.notes
+    if fetch_full_text:
+        wanted = [
+            p for p in posts if p.external_id in feed.summary_only and p.external_id not in skip_full_text
+        ]
+        posts, more = await _with_full_text(client, posts, wanted, limits, language)
+        notes += more
+    return FetchResult(
+        FetchStatus.OK,
+        posts=posts,
+        etag=response.etag,
+        last_modified=response.last_modified,
+        http_status=response.status,
+        notes=notes,
+    )
+
+
+async def _with_full_text(
+    client: httpx.AsyncClient,
+    posts: Sequence[RawPost],
+    wanted: Sequence[RawPost],
+    limits: FetchLimits,
+    language: str | None,
+) -> tuple[tuple[RawPost, ...], tuple[str, ...]]:
+    gate = asyncio.Semaphore(FULL_TEXT_CONCURRENCY)
+    chosen = list(wanted[:MAX_FULL_TEXT_FETCHES])
+
+    async def one(post: RawPost) -> tuple[str, str | None, str | None]:
+        assert post.url is not None
+        async with gate:
+            try:
+                return post.external_id, await fetch_full_text(client, post.url, limits=limits), None
+            except FetchError as exc:
+                return post.external_id, None, f"full text of {post.url}: {exc.reason}"
+
+    results = await asyncio.gather(*(one(p) for p in chosen))
+    texts = {eid: text for eid, text, _ in results if text}
+    notes = tuple(note for _, _, note in results if note)
+    if len(wanted) > len(chosen):
+        notes += (f"full text fetched for {len(chosen)} of {len(wanted)} entries; the rest next poll",)
+    out = []
+    for post in posts:
+        text = texts.get(post.external_id)
+        if text and len(text) > len(post.text):
+            lang = guess_language(f"{post.title}\n{text}", source_language=language) or post.language
+            post = replace(post, text=text, language=lang)
+        out.append(post)
+    return tuple(out), notes

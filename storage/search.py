@@ -1,0 +1,383 @@
+"""Full-text search over posts: FTS5 on SQLite, tsvector('simple') on PostgreSQL, one behaviour.
+
+Every piece of user text reaches the database as a bind parameter. On SQLite each term becomes an FTS5
+string ("…" with inner quotes doubled), so FTS5 operators in user text are plain words; the whole MATCH
+expression is itself a parameter. On PostgreSQL each term goes through plainto_tsquery/phraseto_tsquery
+and the pieces are combined in SQL with tsquery_and/tsquery_or/tsquery_not (the functions behind
+&&, || and !!).
+
+Snippets carry SNIPPET_START/SNIPPET_END around matches instead of markup, so whoever renders them escapes
+the text first and only then adds tags (see snippet_to_html).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from storage.models import Post, PostFrame, Source
+from storage.query import Clause, ParsedQuery, QueryError, Term, parse_query
+
+SNIPPET_START = "\x02"
+SNIPPET_END = "\x03"
+MAX_LIMIT = 100
+MAX_OFFSET = 10_000
+SNIPPET_TOKENS = 24
+PLAIN_SNIPPET_CHARS = 240
+# Up to this many FTS matches, sorting all of them by date is cheapest; beyond it the term is common
+# enough that walking the date index newest first and probing FTS per post finds a page sooner.
+FTS_SORT_CAP = 4000
+
+_POST: sa.Table = Post.__table__  # type: ignore[attr-defined]
+_FRAME: sa.Table = PostFrame.__table__  # type: ignore[attr-defined]
+_SOURCE: sa.Table = Source.__table__  # type: ignore[attr-defined]
+_FTS = sa.table("post_fts", sa.column("rowid", sa.Integer))
+_FTS_TABLE = sa.literal_column("post_fts")
+_SEARCH_VECTOR = sa.literal_column("post.search_vector")
+_SIMPLE = sa.literal_column("'simple'::regconfig")
+_HEADLINE_OPTIONS = (
+    f"StartSel={SNIPPET_START}, StopSel={SNIPPET_END}, MaxWords={SNIPPET_TOKENS}, "
+    f"MinWords={SNIPPET_TOKENS // 2}, ShortWord=0, MaxFragments=1, FragmentDelimiter=…"
+)
+_SENTINELS_RE = re.compile(f"([{SNIPPET_START}{SNIPPET_END}])")
+_ADJACENT_MARKS_RE = re.compile(f"{SNIPPET_END} {SNIPPET_START}")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    post_id: int
+    source: str
+    title: str
+    url: str | None
+    published_at: datetime | None
+    language: str | None
+    frames: tuple[str, ...]
+    snippet: str  # plain text with SNIPPET_START/SNIPPET_END around matched words
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    hits: tuple[SearchHit, ...]
+    has_more: bool
+    next_offset: int | None
+    query: ParsedQuery
+
+
+def snippet_to_html(snippet: str) -> str:
+    """Escape the snippet for HTML (Telegram's subset too), then turn sentinels into <b>…</b>.
+
+    Tags always come out balanced, even if a stray sentinel character sits in the stored text.
+    """
+    out: list[str] = []
+    bold = False
+    for part in _SENTINELS_RE.split(snippet):
+        if part == SNIPPET_START:
+            if not bold:
+                out.append("<b>")
+            bold = True
+        elif part == SNIPPET_END:
+            if bold:
+                out.append("</b>")
+            bold = False
+        elif part:
+            out.append(html.escape(part, quote=False))
+    if bold:
+        out.append("</b>")
+    return "".join(out)
+
+
+def search_posts(
+    query: str | ParsedQuery, *, session: Session, now: datetime, limit: int = 10, offset: int = 0
+) -> SearchPage:
+    """Posts matching `query`, newest first (published_at DESC, id DESC; undated posts last).
+
+    Raises QueryError (message fit for the user) for a malformed query or an unknown source name.
+    """
+    parsed = query if isinstance(query, ParsedQuery) else parse_query(query, now=now)
+    _check_paging(limit, offset)
+    conditions = _filter_conditions(parsed, session)
+    if session.get_bind().dialect.name == "sqlite":
+        ids = _sqlite_ids(parsed, conditions, session, limit + 1, offset)
+    else:
+        ids = _postgres_ids(parsed, conditions, session, limit + 1, offset)
+    return _page(parsed, ids, session, limit, offset, highlight=True)
+
+
+def search_posts_like(
+    query: str | ParsedQuery, *, session: Session, now: datetime, limit: int = 10, offset: int = 0
+) -> SearchPage:
+    """The naive baseline for bench/search.py: substring LIKE scans with the same filters and order.
+
+    Substring matching is not word matching, so its results may differ; it exists to be timed.
+    """
+    parsed = query if isinstance(query, ParsedQuery) else parse_query(query, now=now)
+    _check_paging(limit, offset)
+    conditions = _filter_conditions(parsed, session)
+    conditions += [sa.or_(*(_like(t) for t in c.terms)) for c in parsed.clauses]
+    conditions += [sa.not_(_like(t)) for t in parsed.excluded]
+    stmt = sa.select(_POST.c.id).where(*conditions)
+    dialect = session.get_bind().dialect.name
+    ids = [row[0] for row in session.execute(_ordered(stmt, dialect).limit(limit + 1).offset(offset))]
+    return _page(parsed, ids, session, limit, offset, highlight=False)
+
+
+def _check_paging(limit: int, offset: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise ValueError(f"offset must be between 0 and {MAX_OFFSET}, not {offset}")
+
+
+def _ordered(stmt: sa.Select[Any], dialect: str) -> sa.Select[Any]:
+    published = _POST.c.published_at.desc()
+    # SQLite already sorts NULLs last in DESC order; PostgreSQL needs to be told (same order on both).
+    return stmt.order_by(published if dialect == "sqlite" else published.nulls_last(), _POST.c.id.desc())
+
+
+# -- filters --------------------------------------------------------------------------------------
+
+
+def _filter_conditions(parsed: ParsedQuery, session: Session) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = []
+    if parsed.sources:
+        conditions.append(_POST.c.source_id.in_(_source_ids(parsed.sources, session)))
+    if parsed.languages:
+        conditions.append(_POST.c.language.in_(parsed.languages))
+    for frame in parsed.frames:
+        tagged = sa.select(_FRAME.c.post_id).where(_FRAME.c.post_id == _POST.c.id, _FRAME.c.frame_id == frame)
+        conditions.append(tagged.exists())
+    if parsed.since is not None:
+        conditions.append(_POST.c.published_at >= parsed.since)
+    if parsed.until is not None:
+        conditions.append(_POST.c.published_at < parsed.until)
+    return conditions
+
+
+def _source_ids(names: Sequence[str], session: Session) -> list[int]:
+    """Exact names first; a name that differs only in case still finds its source."""
+    stmt = sa.select(_SOURCE.c.name, _SOURCE.c.id).where(_SOURCE.c.name.in_(names))
+    found: dict[str, int] = {name: id_ for name, id_ in session.execute(stmt)}
+    missing = [name for name in names if name not in found]
+    if missing:
+        by_folded = {
+            name.casefold(): id_ for name, id_ in session.execute(sa.select(_SOURCE.c.name, _SOURCE.c.id))
+        }
+        unknown = [name for name in missing if name.casefold() not in by_folded]
+        if unknown:
+            shown = ", ".join(repr(name) for name in unknown)
+            raise QueryError(f"No source is named {shown}; check the name in the sources list.")
+        found.update({name: by_folded[name.casefold()] for name in missing})
+    return sorted(set(found.values()))
+
+
+# -- SQLite: FTS5 ---------------------------------------------------------------------------------
+
+
+def _fts5_string(term: Term) -> str:
+    return '"' + term.text.replace('"', '""') + '"'
+
+
+def _fts5_any(terms: Sequence[Term]) -> str:
+    return "(" + " OR ".join(_fts5_string(t) for t in terms) + ")"
+
+
+def _fts5_positive(clauses: Sequence[Clause]) -> str:
+    return " AND ".join(_fts5_any(c.terms) for c in clauses)
+
+
+def _fts5_match(expression: str) -> sa.ColumnElement[bool]:
+    return _FTS_TABLE.op("MATCH", is_comparison=True)(sa.bindparam(None, expression, type_=sa.String))
+
+
+def _sqlite_ids(
+    parsed: ParsedQuery, conditions: list[sa.ColumnElement[bool]], session: Session, limit: int, offset: int
+) -> list[int]:
+    conditions = list(conditions)
+    if not parsed.has_text:
+        if parsed.excluded:
+            conditions.append(sa.not_(_fts5_probe(_fts5_any(parsed.excluded))))
+    else:
+        expression = _fts5_positive(parsed.clauses)
+        if parsed.excluded:
+            expression += " NOT " + _fts5_any(parsed.excluded)
+        capped = sa.select(_FTS.c.rowid).where(_fts5_match(expression)).limit(FTS_SORT_CAP).subquery()
+        matches = session.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one()
+        if matches < FTS_SORT_CAP:
+            # Few matches: take them all from FTS, then sort those few by date.
+            candidates = sa.select(_FTS.c.rowid).where(_fts5_match(expression))
+            conditions.append(_POST.c.id.in_(candidates))
+        else:
+            # Common terms: walk posts newest first and stop at the page end.
+            conditions.append(_fts5_probe(expression))
+    stmt = _ordered(sa.select(_POST.c.id).where(*conditions), "sqlite").limit(limit).offset(offset)
+    return [row[0] for row in session.execute(stmt)]
+
+
+def _fts5_probe(expression: str) -> sa.ColumnElement[bool]:
+    """Does this post (the outer query's row) match? One rowid lookup in the FTS index."""
+    return sa.exists().where(_fts5_match(expression), _FTS.c.rowid == _POST.c.id)
+
+
+def _sqlite_snippets(parsed: ParsedQuery, ids: list[int], session: Session) -> dict[int, tuple[str, str]]:
+    def snippet(column: int) -> sa.ColumnElement[str]:
+        return sa.func.snippet(_FTS_TABLE, column, SNIPPET_START, SNIPPET_END, "…", SNIPPET_TOKENS)
+
+    stmt = sa.select(_FTS.c.rowid, snippet(1), snippet(0)).where(
+        _fts5_match(_fts5_positive(parsed.clauses)), _FTS.c.rowid.in_(ids)
+    )
+    return {rowid: (text, title) for rowid, text, title in session.execute(stmt)}
+
+
+# -- PostgreSQL: tsvector -------------------------------------------------------------------------
+
+
+def _tsquery_term(term: Term) -> sa.ColumnElement[Any]:
+    """The term as PostgreSQL's parser reads it, or else as its plain words.
+
+    The second reading matters where the parser keeps punctuation inside one lexeme ("example.com",
+    "2023-05-01") while FTS5 splits it; offering both keeps the two backends' results alike.
+    """
+    to_query = sa.func.plainto_tsquery if len(term.tokens) == 1 else sa.func.phraseto_tsquery
+    query = to_query(_SIMPLE, sa.bindparam(None, term.text, type_=sa.String))
+    words = " ".join(term.tokens)
+    if words != term.text.lower():
+        query = sa.func.tsquery_or(query, to_query(_SIMPLE, sa.bindparam(None, words, type_=sa.String)))
+    return query
+
+
+def _tsquery_all(parts: Sequence[sa.ColumnElement[Any]], combine: Any) -> sa.ColumnElement[Any]:
+    result = parts[0]
+    for part in parts[1:]:
+        result = combine(result, part)
+    return result
+
+
+def _tsquery_any(terms: Sequence[Term]) -> sa.ColumnElement[Any]:
+    return _tsquery_all([_tsquery_term(t) for t in terms], sa.func.tsquery_or)
+
+
+def _tsquery_positive(clauses: Sequence[Clause]) -> sa.ColumnElement[Any]:
+    return _tsquery_all([_tsquery_any(c.terms) for c in clauses], sa.func.tsquery_and)
+
+
+def _postgres_ids(
+    parsed: ParsedQuery, conditions: list[sa.ColumnElement[bool]], session: Session, limit: int, offset: int
+) -> list[int]:
+    conditions = list(conditions)
+    if parsed.has_text:
+        query = _tsquery_positive(parsed.clauses)
+        if parsed.excluded:
+            query = sa.func.tsquery_and(query, sa.func.tsquery_not(_tsquery_any(parsed.excluded)))
+        conditions.append(_SEARCH_VECTOR.op("@@", is_comparison=True)(query))
+    elif parsed.excluded:
+        conditions.append(sa.not_(_SEARCH_VECTOR.op("@@", is_comparison=True)(_tsquery_any(parsed.excluded))))
+    stmt = _ordered(sa.select(_POST.c.id).where(*conditions), "postgresql").limit(limit).offset(offset)
+    return [row[0] for row in session.execute(stmt)]
+
+
+def _postgres_snippets(parsed: ParsedQuery, ids: list[int], session: Session) -> dict[int, tuple[str, str]]:
+    query = _tsquery_positive(parsed.clauses)
+    options = sa.bindparam(None, _HEADLINE_OPTIONS, type_=sa.String)
+    stmt = sa.select(
+        _POST.c.id,
+        sa.func.ts_headline(_SIMPLE, _POST.c.text, query, options),
+        sa.func.ts_headline(_SIMPLE, _POST.c.title, query, options),
+    ).where(_POST.c.id.in_(ids))
+    return {post_id: (text, title) for post_id, text, title in session.execute(stmt)}
+
+
+# -- LIKE baseline --------------------------------------------------------------------------------
+
+
+def _like(term: Term) -> sa.ColumnElement[bool]:
+    escaped = term.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    return sa.or_(
+        _POST.c.title.ilike(pattern, escape="\\"),
+        _POST.c.text.ilike(pattern, escape="\\"),
+    )
+
+
+# -- page assembly --------------------------------------------------------------------------------
+
+
+def _page(
+    parsed: ParsedQuery, ids: list[int], session: Session, limit: int, offset: int, *, highlight: bool
+) -> SearchPage:
+    has_more = len(ids) > limit
+    ids = ids[:limit]
+    snippets: dict[int, tuple[str, str]] = {}
+    if ids and highlight and parsed.has_text:
+        if session.get_bind().dialect.name == "sqlite":
+            snippets = _sqlite_snippets(parsed, ids, session)
+        else:
+            snippets = _postgres_snippets(parsed, ids, session)
+    frames = _frames(ids, session)
+    stmt = (
+        sa.select(
+            _POST.c.id,
+            _SOURCE.c.name,
+            _POST.c.title,
+            _POST.c.text,
+            sa.func.coalesce(_POST.c.canonical_url, _POST.c.url),
+            _POST.c.published_at,
+            _POST.c.language,
+        )
+        .join(_SOURCE, _SOURCE.c.id == _POST.c.source_id)
+        .where(_POST.c.id.in_(ids))
+    )
+    rows = {row[0]: row for row in session.execute(stmt)}
+    hits = []
+    for post_id in ids:
+        _, source, title, text, url, published_at, language = rows[post_id]
+        hits.append(
+            SearchHit(
+                post_id=post_id,
+                source=source,
+                title=title,
+                url=url,
+                published_at=published_at,
+                language=language,
+                frames=frames.get(post_id, ()),
+                snippet=_choose_snippet(snippets.get(post_id), title, text),
+            )
+        )
+    return SearchPage(
+        hits=tuple(hits),
+        has_more=has_more,
+        next_offset=offset + limit if has_more else None,
+        query=parsed,
+    )
+
+
+def _frames(ids: list[int], session: Session) -> dict[int, tuple[str, ...]]:
+    out: dict[int, list[str]] = {}
+    if ids:
+        stmt = (
+            sa.select(_FRAME.c.post_id, _FRAME.c.frame_id)
+            .where(_FRAME.c.post_id.in_(ids))
+            .order_by(_FRAME.c.score.desc(), _FRAME.c.frame_id)
+        )
+        for post_id, frame_id in session.execute(stmt):
+            out.setdefault(post_id, []).append(frame_id)
+    return {post_id: tuple(frames) for post_id, frames in out.items()}
+
+
+def _choose_snippet(highlighted: tuple[str, str] | None, title: str, text: str) -> str:
+    """The text's highlighted passage, else the title's, else the start of the text."""
+    for candidate in highlighted or ():
+        if candidate and SNIPPET_START in candidate:
+            # One mark over "march on moscow", not three (ts_headline marks phrase words one by one).
+            return _ADJACENT_MARKS_RE.sub(" ", " ".join(candidate.split()))
+    plain = " ".join(_SENTINELS_RE.sub("", text or title).split())
+    if len(plain) <= PLAIN_SNIPPET_CHARS:
+        return plain
+    cut = plain.rfind(" ", 0, PLAIN_SNIPPET_CHARS)
+    return plain[: cut if cut > PLAIN_SNIPPET_CHARS // 2 else PLAIN_SNIPPET_CHARS] + "…"

@@ -101,7 +101,7 @@ def render_search(page: SearchPage, query: str, *, offset: int, lang: str, names
         parts = [head]
         if hit.title.strip():
             parts.append(f"<i>{esc(shorten(hit.title, 200))}</i>")
-        parts.append(clean(snippet_to_html(shorten(hit.snippet, 600))))
+        parts.append(clean(snippet_to_html(hit.snippet[:600])))  # clean() after: it drops the sentinels
         parts.append(" ".join(x for x in (link(hit.url, t(lang, "open_post")), f"/post {hit.post_id}") if x))
         lines.append("\n".join(parts))
     text = "\n\n".join(lines)

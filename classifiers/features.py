@@ -208,7 +208,10 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Sequence[str]) -> sp.csr_matrix:
         check_is_fitted(self, ["columns_", "idf_"])
-        counts, cues = self._raw(_as_texts(X))
+        texts = _as_texts(X)
+        if not texts:
+            return sp.csr_matrix((0, self.n_features_out_))
+        counts, cues = self._raw(texts)
         return self._weight(self._compact(counts), cues)
 
     # -- explanations --------------------------------------------------------------------------------

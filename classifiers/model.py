@@ -23,7 +23,7 @@ MIN_POSITIVES = 3
 
 
 def default_estimator() -> LogisticRegression:
-    return LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000, solver="liblinear")
+    return LogisticRegression(C=30.0, class_weight="balanced", solver="liblinear", dual=True, max_iter=2000)
 
 
 def tune_threshold(

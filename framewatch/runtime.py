@@ -28,7 +28,8 @@ def load_tagger(settings: Settings, console: Console | None = None) -> Tagger:
     """The active model, or one trained from the shipped corpus on first use (offline, with a progress line)."""
     from classifiers.service import load_tagger as _load
 
-    return _load(settings.classifier.models_dir, progress=(console.print if console else log.info))
+    say = (lambda m: console.print(m, highlight=False)) if console else log.warning
+    return _load(settings.classifier.models_dir, now=datetime.now(UTC), progress=say)
 
 
 def _sync_configured_sources(settings: Settings, engine) -> None:  # type: ignore[no-untyped-def]

@@ -43,8 +43,11 @@ _INVISIBLE = dict.fromkeys(
 # C0/C1 controls except tab and newline (carriage returns are turned into newlines first).
 _CONTROLS = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, *range(0x80, 0xA0)])
 _STRIP_TABLE = {**_INVISIBLE, **_CONTROLS}
+# The same characters as one regex class: re.sub runs in C, str.translate with a dict does not.
+_STRIP_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_STRIP_TABLE)) + "]+")
 
 _SPACES_RE = re.compile(r"[^\S\n]+")  # any whitespace except newline (incl. NBSP, thin spaces)
+_LINE_EDGES_RE = re.compile(r" ?\n ?")
 _BLANK_LINES_RE = re.compile(r"\n{3,}")
 
 # Block-level elements: their edges are paragraph breaks in the plain text.
@@ -54,18 +57,19 @@ _BLOCK_TAGS = (
     "figcaption", "hr", "address", "details", "summary",
 )  # fmt: skip
 DROP_TAGS = ("script", "style", "noscript", "template", "iframe", "object", "embed", "svg", "head")
-_BLOCK_SELECTOR = ",".join(_BLOCK_TAGS)
-_CELL_SELECTOR = "td,th"
 
 
 def clean_text(text: str) -> str:
     """Plain text as a reader sees it: NFC, no invisible characters, single spaces, at most one blank line."""
     if not text:
         return ""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = unicodedata.normalize("NFC", text).translate(_STRIP_TABLE)
-    lines = [_SPACES_RE.sub(" ", line).strip() for line in text.split("\n")]
-    return _BLANK_LINES_RE.sub("\n\n", "\n".join(lines)).strip()
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    text = _SPACES_RE.sub(" ", _STRIP_RE.sub("", text))  # one space between words, none invisible
+    text = _LINE_EDGES_RE.sub("\n", text)  # no space at either end of a line
+    return _BLANK_LINES_RE.sub("\n\n", text).strip()
 
 
 def html_to_text(html: str | None) -> str:
@@ -112,16 +116,24 @@ def markup_too_nested(markup: str | bytes) -> bool:
 
 
 def element_text(node: Node, *, drop: tuple[str, ...] = DROP_TAGS) -> str:
-    """Text of a selectolax node with <br> as newline and block elements as paragraphs. Mutates the node."""
-    if drop:
-        node.strip_tags(list(drop))
-    for br in node.css("br"):
-        br.replace_with("\n")
-    for block in node.css(_BLOCK_SELECTOR):
-        block.insert_before("\n\n")
-        block.insert_after("\n\n")
-    for cell in node.css(_CELL_SELECTOR):
-        cell.insert_after(" ")
+    """Text of a selectolax node with <br> as newline and block elements as paragraphs. Mutates the node.
+
+    One pass collects the tags present, so the usual case (inline markup and <br> only) costs a single
+    selector query instead of one per kind of element.
+    """
+    tags = {child.tag for child in node.traverse() if child.mem_id != node.mem_id}
+    if dropped := tags.intersection(drop):
+        node.strip_tags(sorted(dropped))
+    if "br" in tags:
+        for br in node.css("br"):
+            br.replace_with("\n")
+    if blocks := tags.intersection(_BLOCK_TAGS):
+        for block in node.css(",".join(sorted(blocks))):
+            block.insert_before("\n\n")
+            block.insert_after("\n\n")
+    if cells := tags.intersection(("td", "th")):
+        for cell in node.css(",".join(sorted(cells))):
+            cell.insert_after(" ")
     return clean_text(node.text(deep=True, separator=""))
 
 
@@ -158,7 +170,7 @@ def canonical_url(url: str | None) -> str | None:
     so two spellings of one URL compare equal without re-encoding surprises. Non-http(s) → None."""
     if not url:
         return None
-    url = url.strip().translate(_STRIP_TABLE)
+    url = _STRIP_RE.sub("", url).strip()
     if not url:
         return None
     try:
@@ -178,7 +190,8 @@ def canonical_url(url: str | None) -> str | None:
     if parts.username is not None:
         userinfo = parts.username + (f":{parts.password}" if parts.password is not None else "")
         netloc = f"{userinfo}@{netloc}"
-    pieces = [p for p in parts.query.split("&") if p and not _is_tracking(p.split("=", 1)[0])]
+    pieces = [q.strip() for q in parts.query.split("&")]
+    pieces = [p for p in pieces if p and not _is_tracking(p.split("=", 1)[0])]
     pieces.sort(key=lambda p: (unquote_plus(p.split("=", 1)[0]), p))
     return urlunsplit((scheme, netloc, parts.path or "/", "&".join(pieces), ""))
 

@@ -341,7 +341,7 @@ async def fetch_feed(
         wanted = [
             p for p in posts if p.external_id in feed.summary_only and p.external_id not in skip_full_text
         ]
-        posts, more = await _with_full_text(client, posts, wanted, limits, language)
+        posts, more = await _with_full_text(client, posts, wanted, feed.summary_only, limits, language)
         notes += more
     return FetchResult(
         FetchStatus.OK,
@@ -357,9 +357,12 @@ async def _with_full_text(
     client: httpx.AsyncClient,
     posts: Sequence[RawPost],
     wanted: Sequence[RawPost],
+    teasers: Collection[str],
     limits: FetchLimits,
     language: str | None,
 ) -> tuple[tuple[RawPost, ...], tuple[str, ...]]:
+    """Fetch article texts for `wanted` (bounded in count, concurrency and total time). Posts in
+    `teasers` whose article was not fetched this time keep the teaser and are marked summary_only."""
     gate = asyncio.Semaphore(FULL_TEXT_CONCURRENCY)
     chosen = list(wanted[:MAX_FULL_TEXT_FETCHES])
 
@@ -371,9 +374,19 @@ async def _with_full_text(
             except FetchError as exc:
                 return post.external_id, None, f"full text of {post.url}: {exc.reason}"
 
-    results = await asyncio.gather(*(one(p) for p in chosen))
+    tasks = [asyncio.create_task(one(p)) for p in chosen]
+    notes: tuple[str, ...] = ()
+    if tasks:
+        # All articles together get as long as two single fetches: a poll must stay within its lease.
+        _, pending = await asyncio.wait(tasks, timeout=limits.deadline * 2)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            notes += (f"full text: {len(pending)} article(s) not fetched in time",)
+    results = [t.result() for t in tasks if t.done() and not t.cancelled()]
     texts = {eid: text for eid, text, _ in results if text}
-    notes = tuple(note for _, _, note in results if note)
+    notes += tuple(note for _, _, note in results if note)
     if len(wanted) > len(chosen):
         notes += (f"full text fetched for {len(chosen)} of {len(wanted)} entries; the rest next poll",)
     out = []
@@ -382,5 +395,7 @@ async def _with_full_text(
         if text and len(text) > len(post.text):
             lang = guess_language(f"{post.title}\n{text}", source_language=language) or post.language
             post = replace(post, text=text, language=lang)
+        elif post.external_id in teasers:
+            post = replace(post, summary_only=True)
         out.append(post)
     return tuple(out), notes

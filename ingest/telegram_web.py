@@ -9,6 +9,7 @@ error, not something to retry.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -19,7 +20,6 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from framewatch.config import IngestSettings
 from ingest.http import FetchError, FetchLimits, HttpResponse, fetch_url
 from ingest.normalize import (
-    canonical_url,
     clean_text,
     element_text,
     first_line_title,
@@ -44,8 +44,8 @@ MEDIA_SELECTORS: tuple[tuple[str, str], ...] = (
     ("poll", ".tgme_widget_message_poll"),
     ("location", ".tgme_widget_message_location_wrap, .tgme_widget_message_venue_wrap"),
 )  # fmt: skip
-_QUOTED = ("tgme_widget_message_reply", "tgme_widget_message_link_preview")
 _MAX_ID = 10**15
+_CHANNEL_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,45 +63,20 @@ class ChannelPage:
         return [int(p.external_id) for p in self.posts]
 
 
-_MEDIA_BY_CLASS = {cls.strip()[1:]: name for name, sel in MEDIA_SELECTORS for cls in sel.split(",")}
-_MEDIA_SELECTOR = ", ".join(sel for _, sel in MEDIA_SELECTORS)
-_QUOTE_SELECTOR = ", ".join("." + c for c in _QUOTED)
-
-
-class _Message:
-    """Lookups inside one message that skip quoted replies and link previews (which reuse the
-    message-text classes). Most messages quote nothing, so the ancestor check is usually skipped."""
-
-    def __init__(self, node: LexborNode) -> None:
-        self.node = node
-        self.quoted = {q.mem_id for q in node.css(_QUOTE_SELECTOR)}
-
-    def _inside_quote(self, node: LexborNode) -> bool:
-        parent = node.parent
-        while parent is not None and parent.mem_id != self.node.mem_id:
-            if parent.mem_id in self.quoted:
-                return True
-            parent = parent.parent
-        return False
-
-    def own(self, selector: str) -> LexborNode | None:
-        if not self.quoted:
-            return self.node.css_first(selector)
-        for node in self.node.css(selector):
-            if not self._inside_quote(node):
-                return node
-        return None
-
-    def media(self) -> tuple[str, ...]:
-        found: list[str] = []
-        for node in self.node.css(_MEDIA_SELECTOR):
-            for cls in (node.attributes.get("class") or "").split():
-                name = _MEDIA_BY_CLASS.get(cls)
-                if name and name not in found:
-                    found.append(name)
-        return tuple(sorted(found, key=_MEDIA_ORDER.index))
-
-
+# Every element a message's fields come from, found with one selector query per message (a query costs
+# about as much as reading a field, so one per field would make parsing several times slower).
+_ROLE_BY_CLASS = {
+    "tgme_widget_message_text": "text",
+    "tgme_widget_message_views": "views",
+    "tgme_widget_message_forwarded_from_name": "forwarded",
+    "tgme_widget_message_meta": "meta",
+    "link_preview_title": "link_title",
+    # Quoted replies and link previews reuse the message-text classes: their insides are not this post.
+    "tgme_widget_message_reply": "quote",
+    "tgme_widget_message_link_preview": "quote",
+    **{cls.strip()[1:]: "media:" + name for name, sel in MEDIA_SELECTORS for cls in sel.split(",")},
+}
+_FIELDS_SELECTOR = ", ".join(["time[datetime]", *("." + cls for cls in _ROLE_BY_CLASS)])
 _MEDIA_ORDER = [name for name, _ in MEDIA_SELECTORS]
 
 
@@ -119,35 +94,69 @@ def _message_id(data_post: str | None) -> int | None:
     return value if 0 < value < _MAX_ID else None
 
 
+def _inside(node: LexborNode, containers: set[int], stop: LexborNode) -> bool:
+    parent = node.parent
+    while parent is not None and parent.mem_id != stop.mem_id:
+        if parent.mem_id in containers:
+            return True
+        parent = parent.parent
+    return False
+
+
 def _parse_message(node: LexborNode, channel: str, language: str | None) -> RawPost | None:
-    post_id = _message_id(node.attributes.get("data-post"))
+    data_post = node.attributes.get("data-post")
+    post_id = _message_id(data_post)
     if post_id is None:
         return None
-    message = _Message(node)
-    text_node = message.own(".tgme_widget_message_text.js-message_text") or message.own(
-        ".tgme_widget_message_text"
-    )
+    fields: dict[str, LexborNode] = {}
+    media: set[str] = set()
+    quotes: set[int] = set()
+    link_title = None
+    text_node: LexborNode | None = None
+    for el in node.css(_FIELDS_SELECTOR):  # document order: a quote container precedes its insides
+        if el.tag == "time":
+            if "time" not in fields and not (quotes and _inside(el, quotes, node)):
+                fields["time"] = el
+            continue
+        classes = (el.attributes.get("class") or "").split()
+        for cls in classes:
+            role = _ROLE_BY_CLASS.get(cls)
+            if role is None:
+                continue
+            if role == "quote":
+                quotes.add(el.mem_id)
+            elif role.startswith("media:"):
+                media.add(role[6:])
+            elif role == "link_title":
+                link_title = link_title or _node_text(el) or None
+            elif quotes and _inside(el, quotes, node):
+                continue
+            elif role == "text":
+                # the message's own text carries js-message_text; a bare one is a fallback
+                if text_node is None or ("js-message_text" in classes and "text_own" not in fields):
+                    text_node = el
+                    if "js-message_text" in classes:
+                        fields["text_own"] = el
+            else:
+                fields.setdefault(role, el)
+            break
     text = element_text(text_node) if text_node is not None else ""
-    link_title = _node_text(node.css_first(".tgme_widget_message_link_preview .link_preview_title")) or None
-    media = message.media()
     if not text and not media and not link_title:
         return None  # service messages ("channel photo updated") and empty shells
-    time_node = message.own(".tgme_widget_message_date time[datetime]") or message.own("time[datetime]")
-    published = to_utc(time_node.attributes.get("datetime")) if time_node is not None else None
-    date_link = message.own("a.tgme_widget_message_date[href]")
-    url = canonical_url(date_link.attributes.get("href")) if date_link is not None else None
+    time_node = fields.get("time")
+    name = data_post.strip().rsplit("/", 1)[0] if data_post else ""
     return RawPost(
         external_id=str(post_id),
-        url=url or f"https://t.me/{channel}/{post_id}",
+        url=f"https://t.me/{name if _CHANNEL_RE.match(name) else channel}/{post_id}",
         title=first_line_title(text),
         text=text,
-        published_at=published,
+        published_at=to_utc(time_node.attributes.get("datetime")) if time_node is not None else None,
         language=guess_language(text or link_title or "", source_language=language),
-        views=parse_views(_node_text(message.own(".tgme_widget_message_views"))),
-        forwarded_from=_node_text(message.own(".tgme_widget_message_forwarded_from_name")) or None,
+        views=parse_views(_node_text(fields.get("views"))),
+        forwarded_from=_node_text(fields.get("forwarded")) or None,
         link_title=link_title,
-        media=media,
-        edited="edited" in _node_text(message.own(".tgme_widget_message_meta")).lower(),
+        media=tuple(sorted(media, key=_MEDIA_ORDER.index)),
+        edited="edited" in _node_text(fields.get("meta")).lower(),
     )
 
 

@@ -22,6 +22,9 @@ class RawPost:
     link_title: str | None = None
     media: tuple[str, ...] = ()
     edited: bool = False
+    # The text is only the feed's teaser although full text was asked for (article fetch skipped or
+    # failed this poll): storage should keep a longer text it already has instead of "editing" it back.
+    summary_only: bool = False
 
 
 class FetchStatus(StrEnum):

@@ -31,9 +31,15 @@ MAX_LIMIT = 100
 MAX_OFFSET = 10_000
 SNIPPET_TOKENS = 24
 PLAIN_SNIPPET_CHARS = 240
-# Up to this many FTS matches, sorting all of them by date is cheapest; beyond it the term is common
-# enough that walking the date index newest first and probing FTS per post finds a page sooner.
-FTS_SORT_CAP = 4000
+# SQLite plan costs (relative, per row), measured with bench/search.py on 1M posts; see _sqlite_ids.
+_SORT_COST = 1.5  # per match: fetch its post row and sort it
+_SET_COST = 0.12  # per match: add its id to a temporary set
+_WALK_COST = 0.45  # per post walked on the date index and checked against the set
+_PROBE_COST = 100.0  # per post walked and looked up in FTS, per term
+COUNT_CAP_MIN = 10_000  # count matches up to max(this, posts / 8); beyond that a word is just "common"
+# PostgreSQL: how many of the newest posts to check before falling back to the GIN index.
+PG_WALK = 1000
+PG_WALK_PER_ROW = 20
 
 _POST: sa.Table = Post.__table__  # type: ignore[attr-defined]
 _FRAME: sa.Table = PostFrame.__table__  # type: ignore[attr-defined]
@@ -153,6 +159,11 @@ def _filter_conditions(parsed: ParsedQuery, session: Session) -> list[sa.ColumnE
     for frame in parsed.frames:
         tagged = sa.select(_FRAME.c.post_id).where(_FRAME.c.post_id == _POST.c.id, _FRAME.c.frame_id == frame)
         conditions.append(tagged.exists())
+    return conditions + _time_conditions(parsed)
+
+
+def _time_conditions(parsed: ParsedQuery) -> list[sa.ColumnElement[bool]]:
+    conditions = []
     if parsed.since is not None:
         conditions.append(_POST.c.published_at >= parsed.since)
     if parsed.until is not None:
@@ -199,6 +210,13 @@ def _fts5_match(expression: str) -> sa.ColumnElement[bool]:
 def _sqlite_ids(
     parsed: ParsedQuery, conditions: list[sa.ColumnElement[bool]], session: Session, limit: int, offset: int
 ) -> list[int]:
+    """Pick the cheapest of three plans from the exact match count, which FTS5 gives in C for little.
+
+    "sort" looks every match up and sorts by date: best for rare terms. "set" collects the matching ids
+    into a temporary set and walks the date index newest first until the page is full: best for most
+    terms. "probe" walks the date index and asks FTS about each post: best for very common words, where
+    building the set would cost more than the handful of probes needed.
+    """
     conditions = list(conditions)
     if not parsed.has_text:
         if parsed.excluded:
@@ -207,14 +225,27 @@ def _sqlite_ids(
         expression = _fts5_positive(parsed.clauses)
         if parsed.excluded:
             expression += " NOT " + _fts5_any(parsed.excluded)
-        capped = sa.select(_FTS.c.rowid).where(_fts5_match(expression)).limit(FTS_SORT_CAP).subquery()
+        posts = session.execute(sa.select(sa.func.max(_POST.c.id))).scalar_one() or 0
+        cap = max(COUNT_CAP_MIN, posts // 8)
+        capped = sa.select(_FTS.c.rowid).where(_fts5_match(expression)).limit(cap).subquery()
         matches = session.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one()
-        if matches < FTS_SORT_CAP:
-            # Few matches: take them all from FTS, then sort those few by date.
-            candidates = sa.select(_FTS.c.rowid).where(_fts5_match(expression))
+        if matches == 0:
+            return []
+        walk = (offset + limit) * posts / matches  # posts walked newest first until the page is full
+        terms = sum(len(c.terms) for c in parsed.clauses) + len(parsed.excluded)
+        costs = {
+            "sort": _SORT_COST * matches,
+            "set": _SET_COST * matches + _WALK_COST * walk,
+            "probe": _PROBE_COST * terms * walk,
+        }
+        plan = min(costs, key=costs.__getitem__)
+        candidates = sa.select(_FTS.c.rowid).where(_fts5_match(expression))
+        if plan == "sort":
             conditions.append(_POST.c.id.in_(candidates))
+        elif plan == "set":
+            # The unary + keeps SQLite from using the id for lookups, so it walks the date index.
+            conditions.append(sa.literal_column("+post.id").in_(candidates))
         else:
-            # Common terms: walk posts newest first and stop at the page end.
             conditions.append(_fts5_probe(expression))
     stmt = _ordered(sa.select(_POST.c.id).where(*conditions), "sqlite").limit(limit).offset(offset)
     return [row[0] for row in session.execute(stmt)]
@@ -270,6 +301,13 @@ def _tsquery_positive(clauses: Sequence[Clause]) -> sa.ColumnElement[Any]:
 def _postgres_ids(
     parsed: ParsedQuery, conditions: list[sa.ColumnElement[bool]], session: Session, limit: int, offset: int
 ) -> list[int]:
+    """First look for the page among the newest dated posts only (a bounded walk of the date index);
+    if they do not fill it, let the GIN index find every match and sort those.
+
+    The walk is exact, not a guess: when the newest W posts hold a full page of matches, no older post
+    can belong on it. Without the bound, PostgreSQL's LIMIT planning may walk the whole table for a
+    rare word; without the walk, a common word means fetching and sorting every match.
+    """
     conditions = list(conditions)
     if parsed.has_text:
         query = _tsquery_positive(parsed.clauses)
@@ -278,6 +316,16 @@ def _postgres_ids(
         conditions.append(_SEARCH_VECTOR.op("@@", is_comparison=True)(query))
     elif parsed.excluded:
         conditions.append(sa.not_(_SEARCH_VECTOR.op("@@", is_comparison=True)(_tsquery_any(parsed.excluded))))
+    newest_first = (_POST.c.published_at.desc(), _POST.c.id.desc())  # DESC NULLS FIRST: the index order
+    dated = [_POST.c.published_at.is_not(None)]
+    if parsed.has_text:
+        window = PG_WALK + PG_WALK_PER_ROW * (offset + limit)
+        recent = sa.select(_POST.c.id).where(*dated, *_time_conditions(parsed))
+        dated.append(_POST.c.id.in_(recent.order_by(*newest_first).limit(window)))
+    first = sa.select(_POST.c.id).where(*conditions, *dated).order_by(*newest_first)
+    ids = [row[0] for row in session.execute(first.limit(limit).offset(offset))]
+    if len(ids) == limit:
+        return ids
     stmt = _ordered(sa.select(_POST.c.id).where(*conditions), "postgresql").limit(limit).offset(offset)
     return [row[0] for row in session.execute(stmt)]
 

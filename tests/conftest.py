@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -73,3 +74,24 @@ def engine(request: pytest.FixtureRequest) -> sa.Engine:
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, engine: sa.Engine) -> str:
     return engine.url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model trained from the shipped corpus for the whole run (tests that retrain use their own dir)."""
+    from datetime import UTC, datetime
+
+    from classifiers.service import load_tagger
+
+    path = tmp_path_factory.mktemp("models")
+    load_tagger(path, now=datetime.now(UTC), progress=lambda _m: None)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tagger(models_dir: Path):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from classifiers.service import load_tagger
+
+    return load_tagger(models_dir, now=datetime.now(UTC))

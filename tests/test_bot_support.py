@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlmodel import Session
 from telegram.ext import AIORateLimiter, Application, ExtBot
 
-from classifiers.taxonomy import Taxonomy, load_taxonomy
+from classifiers.corpus import Example
+from classifiers.taxonomy import Frame, Taxonomy, load_taxonomy
 from framewatch.config import Settings
 from storage.db import session_scope
 from storage.models import Post, PostFrame, Source, Subscriber, Subscription
@@ -141,6 +142,22 @@ def db(engine: sa.Engine) -> Iterator[Session]:
         yield session
 
 
+def tiny_taxonomy() -> Taxonomy:
+    return Taxonomy((Frame("rift", "Rift"), Frame("denial", "Denial")))
+
+
+def tiny_corpus() -> list[Example]:
+    """Enough distinct, separable texts to train the two-frame taxonomy in well under a second."""
+    words = {"rift": "wagner prigozhin ministry shells betrayed generals", "denial": "deny fake staged hoax lies"}
+    filler = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
+    out = []
+    for i in range(40):
+        frames = ("rift",) if i % 3 == 0 else ("denial",) if i % 3 == 1 else ()
+        base = words[frames[0]] if frames else "weather football concert market prices"
+        out.append(Example(f"{base} {filler[i % 10]} {filler[(i // 10) % 10]} {filler[(i * 3) % 10]}", frames))
+    return out
+
+
 @pytest.fixture
 async def fake_api() -> AsyncIterator[FakeBotAPI]:
     async with FakeBotAPI(TOKEN) as fake:
@@ -156,6 +173,7 @@ async def running_bot(
     models: Any = None,
     on_model_change: Any = None,
     clock: Any = None,
+    taxonomy: Taxonomy | None = None,
     **telegram: Any,
 ) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
     """The real Application from build_application, polling the fake Bot API."""
@@ -164,7 +182,13 @@ async def running_bot(
     settings = make_settings(fake, **telegram)
     extra = {"clock": clock} if clock is not None else {}
     app = build_application(
-        settings, engine=engine, models=models, on_model_change=on_model_change, delivery_interval=0.1, **extra
+        settings,
+        engine=engine,
+        taxonomy=taxonomy,
+        models=models,
+        on_model_change=on_model_change,
+        delivery_interval=0.1,
+        **extra,
     )
     async with app:
         await app.start()

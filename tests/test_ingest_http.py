@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from framewatch.config import IngestSettings
-from framewatch.localserver import LocalServer, Reply, http_date
+from framewatch.localserver import LocalServer, RecordedRequest, Reply, http_date
 from ingest.http import FetchError, FetchLimits, fetch_url, make_client, parse_retry_after
 
 pytest_plugins = ["tests.httpserver"]
@@ -180,13 +180,14 @@ async def test_redirect_loop_is_an_error(local_server: LocalServer, client) -> N
     assert len(local_server.requests()) == 2
 
 
+def _next_hop(request: RecordedRequest) -> Reply:
+    """/hop → /hop?n=1 → /hop?n=2 → …: never the same URL twice, so only the hop limit stops it."""
+    n = int(request.query.removeprefix("n=") or 0)
+    return Reply.redirect(f"/hop?n={n + 1}")
+
+
 async def test_endless_redirect_chain_is_cut(local_server: LocalServer, client) -> None:
-    local_server.route(
-        "/hop",
-        lambda req: Reply.redirect(
-            f"/hop?n={int(req.query.split('=')[-1] or 0) + 1}" if req.query else "/hop?n=1"
-        ),
-    )
+    local_server.route("/hop", _next_hop)
     error = await _error(client, local_server.url("/hop"))
     assert error.reason == "too many redirects (over 3)"
     assert len(local_server.requests("/hop")) == 4

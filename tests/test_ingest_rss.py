@@ -223,6 +223,17 @@ def test_cyrillic_feeds_in_any_labelled_or_mislabelled_charset(
         assert note in feed.notes
 
 
+def test_western_latin1_is_not_mistaken_for_cyrillic() -> None:
+    data = (
+        '<?xml version="1.0" encoding="iso-8859-1"?><rss version="2.0"><channel><title>Le Monde démo</title>'
+        "<item><guid>fr-1</guid><title>Élections régionales : le débat à Genève</title>"
+        "<description>Les électeurs ont reçu leurs bulletins mercredi.</description></item></channel></rss>"
+    ).encode("latin-1")
+    feed = parse_feed(data)
+    assert feed.posts[0].title == "Élections régionales : le débat à Genève"
+    assert feed.notes == ()
+
+
 def test_invalid_utf8_bytes_are_replaced_not_fatal() -> None:
     data = fixture_bytes("feeds", "cyrillic.rss.xml").decode().replace("ENCODING", "utf-8").encode()
     data = data.replace("двенадцать".encode(), b"\xff\xfe" + "двенадцать".encode())
@@ -350,12 +361,13 @@ async def test_fetch_feed_with_full_text(local_server: LocalServer, client) -> N
     assert "inspected by the fire service in May." in shelters.text
     assert "Advertisement" not in shelters.text and "All rights reserved" not in shelters.text
     assert gone.text == "The page behind this teaser answers 404."
+    assert (shelters.summary_only, gone.summary_only, complete.summary_only) == (False, True, False)
     assert complete.text == "The whole story is already here, so nothing is fetched for it."
     assert local_server.requests("/articles/complete") == []
     assert any("articles/gone: HTTP 404" in note for note in result.notes)
     # already-stored entries are not fetched again
     local_server.clear_log()
-    await fetch_feed(
+    again = await fetch_feed(
         client,
         url=local_server.url("/teasers"),
         etag=None,
@@ -365,6 +377,7 @@ async def test_fetch_feed_with_full_text(local_server: LocalServer, client) -> N
         skip_full_text={"digest-shelters", "digest-gone"},
     )
     assert [r.path for r in local_server.requests()] == ["/teasers"]
+    assert [p.summary_only for p in again.posts] == [True, True, False]
 
 
 async def test_fetch_feed_without_full_text_makes_one_request(local_server: LocalServer, client) -> None:
@@ -374,4 +387,34 @@ async def test_fetch_feed_without_full_text_makes_one_request(local_server: Loca
         client, url=local_server.url("/teasers"), etag=None, last_modified=None, settings=SETTINGS
     )
     assert result.posts[0].text == "Forty basements will get ventilation and lighting."
+    assert not any(p.summary_only for p in result.posts)  # the teaser *is* the text for this source
     assert len(local_server.requests()) == 1
+
+
+async def test_full_text_phase_has_an_overall_deadline(local_server: LocalServer) -> None:
+    items = "".join(
+        f"<item><title>Teaser {i}</title><link>{local_server.url(f'/slow/{i}')}</link>"
+        f"<guid>t{i}</guid><description>Teaser {i}.</description></item>"
+        for i in range(12)
+    )
+    feed = f'<rss version="2.0"><channel><title>slow site</title>{items}</channel></rss>'.encode()
+    local_server.route("/teasers", Reply(body=feed, content_type=RSS_TYPE))
+    for i in range(12):
+        local_server.route(f"/slow/{i}", Reply(body=fixture_bytes("articles", "shelters.html"), delay=0.8))
+    fast = IngestSettings(timeout="1s")
+    async with make_client(fast) as client:
+        started = time.monotonic()
+        result = await fetch_feed(
+            client,
+            url=local_server.url("/teasers"),
+            etag=None,
+            last_modified=None,
+            settings=fast,
+            fetch_full_text=True,
+        )
+    assert time.monotonic() - started < 3.5  # 3 rounds of 4 x 0.8 s would take 2.4 s; cut at 2 s
+    assert result.status is FetchStatus.OK and len(result.posts) == 12
+    fetched = [p for p in result.posts if not p.summary_only]
+    assert 4 <= len(fetched) < 12
+    assert all("The city council voted" in p.text for p in fetched)
+    assert any(note.startswith("full text: ") and "not fetched in time" in note for note in result.notes)

@@ -1,0 +1,176 @@
+"""The estimator: sklearn conformance, thresholds, explanations, the keyword baseline.
+
+Trained on a small slice of the shipped corpus so the module stays quick.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+from classifiers.corpus import Example, label_matrix, load_corpus, split_dev
+from classifiers.evaluation import evaluate, score_predictions
+from classifiers.features import TextFeaturizer
+from classifiers.keywords import CueMatcher, KeywordBaseline, taxonomy_lexicon
+from classifiers.model import FrameClassifier, tune_threshold
+from classifiers.taxonomy import load_taxonomy
+from classifiers.text import clean_text, tokens
+from classifiers.training import build_classifier, predictor
+
+TAXONOMY = load_taxonomy()
+
+
+def _slice(examples: list[Example], per_frame: int = 60, none: int = 150) -> list[Example]:
+    """A small but balanced subset: the first examples of each frame plus some no-frame ones."""
+    chosen: dict[int, Example] = {}
+    for fid in TAXONOMY.ids:
+        picked = [i for i, e in enumerate(examples) if fid in e.frames][:per_frame]
+        chosen.update((i, examples[i]) for i in picked)
+    chosen.update((i, e) for i, e in [(i, e) for i, e in enumerate(examples) if not e.frames][:none])
+    return [chosen[i] for i in sorted(chosen)]
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[list[Example], list[Example]]:
+    train, dev = split_dev(load_corpus(TAXONOMY))
+    return _slice(train), dev
+
+
+@pytest.fixture(scope="module")
+def model(data: tuple[list[Example], list[Example]]) -> FrameClassifier:
+    train, _ = data
+    clf = build_classifier(TAXONOMY).set_params(threshold_folds=3)
+    return clf.fit([e.text for e in train], label_matrix(train, TAXONOMY.ids))
+
+
+def test_estimator_is_clone_able_and_reports_unfitted() -> None:
+    clf = build_classifier(TAXONOMY)
+    copy = clone(clf)
+    assert copy.get_params()["frame_ids"] == TAXONOMY.ids
+    assert copy.get_params()["featurizer__char_ngram_range"] == clf.featurizer.char_ngram_range
+    copy.set_params(threshold_beta=0.5, featurizer__min_df=1)
+    assert copy.threshold_beta == 0.5 and copy.featurizer.min_df == 1 and clf.featurizer.min_df != 1
+    with pytest.raises(NotFittedError):
+        check_is_fitted(copy)
+    with pytest.raises(NotFittedError):
+        copy.predict(["text"])
+
+
+def test_fit_clones_its_parameters(model: FrameClassifier) -> None:
+    check_is_fitted(model)
+    assert model.featurizer_ is not model.featurizer
+    with pytest.raises(NotFittedError):
+        check_is_fitted(model.featurizer)
+    assert list(model.classes_) == list(TAXONOMY.ids)
+
+
+def test_predictions_have_one_column_per_frame_and_valid_probabilities(
+    model: FrameClassifier, data: tuple[list[Example], list[Example]]
+) -> None:
+    _, dev = data
+    texts = [e.text for e in dev[:40]]
+    proba = model.predict_proba(texts)
+    assert proba.shape == (40, len(TAXONOMY.ids))
+    assert ((proba >= 0) & (proba <= 1)).all()
+    predicted = model.predict(texts)
+    np.testing.assert_array_equal(predicted, (proba >= model.thresholds_).astype(np.int8))
+    assert model.predict_proba([]).shape == (0, len(TAXONOMY.ids))
+
+
+def test_zero_frames_are_allowed(model: FrameClassifier, data: tuple[list[Example], list[Example]]) -> None:
+    _, dev = data
+    neutral = [e.text for e in dev if not e.frames]
+    rows = model.predict(neutral + ["Погода в Києві: завтра до +18, без опадів."])
+    assert (rows.sum(axis=1) == 0).sum() >= len(rows) // 2
+    assert ((model.thresholds_ > 0.05) & (model.thresholds_ < 0.95)).all()
+
+
+def test_slice_model_beats_keywords_on_the_dev_split(
+    model: FrameClassifier, data: tuple[list[Example], list[Example]]
+) -> None:
+    _, dev = data
+    learned = evaluate(predictor(model), dev, TAXONOMY.ids, model_version="slice")
+    keywords = evaluate(KeywordBaseline(TAXONOMY).predict_frames, dev, TAXONOMY.ids, model_version="kw")
+    assert learned.macro_f1 > 0.6
+    assert learned.macro_f1 > keywords.macro_f1
+
+
+def test_explanations_quote_words_of_that_text(
+    model: FrameClassifier, data: tuple[list[Example], list[Example]]
+) -> None:
+    _, dev = data
+    checked = 0
+    for ex in dev[:60]:
+        hits = np.flatnonzero(model.predict([ex.text])[0])
+        evidence = model.evidence(ex.text, hits.tolist(), top=5)
+        for k in hits:
+            assert evidence[k], (ex.text, k)
+            for word in evidence[k]:
+                assert word in clean_text(ex.text)
+            checked += 1
+    assert checked >= 10
+
+
+def test_explanation_contributions_add_up_to_the_linear_score(model: FrameClassifier) -> None:
+    text = "Партизаны из «Легиона Свобода России» заявили, что перешли границу Белгородской области."
+    x = model.transform_texts([text])
+    words, rows = model.featurizer_.word_attribution(text)
+    counts = np.asarray(rows.sum(axis=0)).ravel()
+    assert set(words) <= set(clean_text(text).replace("«", " ").replace("»", " ").replace(",", " ").split())
+    dense = x.toarray().ravel()
+    seen = counts > 0
+    # Every feature the text produced is attributed to some word (so nothing unexplained is hidden).
+    np.testing.assert_array_equal(seen, dense != 0)
+    weights = model.frame_weights(0)
+    contribution = rows @ (np.where(seen, dense / np.where(seen, counts, 1), 0) * weights)
+    assert contribution.sum() == pytest.approx(float(dense @ weights))
+
+
+def test_tune_threshold_finds_the_separating_cut() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.55, 0.7, 0.9])
+    truth = np.array([0, 0, 0, 1, 1, 1])
+    t = tune_threshold(scores, truth, bounds=(0.05, 0.95))
+    assert 0.3 < t <= 0.55
+    # Bounds stop a degenerate tiny threshold even when everything is positive.
+    assert tune_threshold(scores, np.ones(6, dtype=int), bounds=(0.2, 0.9)) >= 0.2
+
+
+def test_fit_rejects_a_frame_with_one_class() -> None:
+    y = np.zeros((10, 2), dtype=int)
+    y[:5, 0] = 1
+    clf = FrameClassifier(TextFeaturizer(min_df=1), frame_ids=("a", "b"))
+    with pytest.raises(ValueError, match="frame 'b' has 0 positive"):
+        clf.fit([f"text number {i}" for i in range(10)], y)
+    with pytest.raises(ValueError, match="sequence of texts"):
+        clf.fit("one string", y)
+
+
+def test_cue_matcher_matches_stems_and_phrases() -> None:
+    matcher = CueMatcher(
+        (("proxy", ("collective west", "НАТО")), ("resistance", ("партизан",)), ("none", ("zzz",)))
+    )
+    toks = tokens("Коллективный Запад? Нет: партизаны и партизанские отряды, collective Western-backed НАТО.")
+    assert matcher.counts(toks).tolist() == [2.0, 2.0, 0.0]
+    assert tokens("x") and matcher.counts([]).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_keyword_baseline_uses_taxonomy_cues() -> None:
+    baseline = KeywordBaseline(TAXONOMY)
+    out = baseline.predict_frames(["Партизаны сожгли релейный шкаф.", "Погода завтра солнечная."])
+    assert "internal_resistance" in out[0] and out[1] == ()
+    assert len(taxonomy_lexicon(TAXONOMY)) == len(TAXONOMY.ids)
+
+
+def test_score_predictions_contract_numbers() -> None:
+    truth = [("a",), ("a", "b"), (), ()]
+    predicted = [("a",), ("b",), ("a",), ()]
+    report = score_predictions(truth, predicted, ["a", "b", "c"], model_version="v")
+    assert report.per_frame["a"].precision == 0.5 and report.per_frame["a"].recall == 0.5
+    assert report.per_frame["b"].f1 == 1.0 and report.per_frame["c"].support == 0
+    assert report.macro_f1 == pytest.approx(0.75)  # c: never labelled nor predicted, so not averaged
+    assert report.micro_f1 == pytest.approx(2 * (2 / 3) * (2 / 3) / (4 / 3))
+    assert report.none_fpr == 0.5
+    assert set(report.to_json()) == {"macro_f1", "micro_f1", "none_fpr", "per_frame", "model_version"}

@@ -1,0 +1,223 @@
+"""End to end through the CLI: local feeds and channel pages → `framewatch ingest --once` → database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session, select
+from typer.testing import CliRunner
+
+from framewatch.localserver import LocalServer, Reply
+from storage.models import Post, PostFrame, Source
+from tests.httpserver import fixture_bytes, free_port, local_server  # noqa: F401
+
+RSS = "application/rss+xml; charset=utf-8"
+ATOM = "application/atom+xml; charset=utf-8"
+
+
+def _invoke(*args: str):  # type: ignore[no-untyped-def]
+    from framewatch import commands  # noqa: F401
+    from framewatch.cli import app
+
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def _config(tmp_path: Path, db_url: str, models: Path, server: LocalServer, dead_port: int) -> Path:
+    path = tmp_path / "framewatch.toml"
+    path.write_text(
+        f"""
+[database]
+url = "{db_url}"
+[ingest]
+telegram_web_base = "{server.url("/s/")}"
+timeout = "5s"
+backfill_pages = 3
+disable_after_failures = 3
+[classifier]
+models_dir = "{models}"
+[[sources]]
+name = "wire"
+kind = "rss"
+url = "{server.url("/wire.xml")}"
+[[sources]]
+name = "digest"
+kind = "rss"
+url = "{server.url("/digest.atom")}"
+[[sources]]
+name = "vesti"
+kind = "telegram"
+channel = "vesti_kraya"
+[[sources]]
+name = "dead"
+kind = "rss"
+url = "http://127.0.0.1:{dead_port}/feed.xml"
+[[sources]]
+name = "private"
+kind = "telegram"
+channel = "no_preview_here"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _serve(server: LocalServer) -> None:
+    server.route("/wire.xml", Reply(fixture_bytes("feeds", "wire.rss.xml"), content_type=RSS, etag='"w1"'))
+    server.route(
+        "/digest.atom",
+        Reply(
+            fixture_bytes("feeds", "digest.atom.xml"),
+            content_type=ATOM,
+            last_modified="Tue, 05 Mar 2024 10:00:00 GMT",
+        ),
+    )
+    page1 = fixture_bytes("telegram", "vesti_kraya_1.html")
+    server.route("/s/vesti_kraya", Reply(page1))
+    before = _data_before(page1)
+    server.route(f"/s/vesti_kraya?before={before}", Reply(fixture_bytes("telegram", "vesti_kraya_2.html")))
+    server.route("/s/no_preview_here", Reply.redirect(server.url("/no_preview_here")))
+    server.route("/no_preview_here", Reply(b"<html>join channel</html>"))
+
+
+def _channel_post_count() -> int:
+    from ingest.telegram_web import parse_channel_page
+
+    pages = [fixture_bytes("telegram", f"vesti_kraya_{i}.html") for i in (1, 2)]
+    ids = {p.external_id for page in pages for p in parse_channel_page(page, channel="vesti_kraya").posts}
+    assert len(ids) > len(parse_channel_page(pages[0], channel="vesti_kraya").posts)
+    return len(ids)
+
+
+def _data_before(html: bytes) -> str:
+    import re
+
+    match = re.search(rb'tme_messages_more[^>]*data-before="(\d+)"', html)
+    assert match, "fixture page 1 must link to page 2"
+    return match.group(1).decode()
+
+
+def test_ingest_once_end_to_end(
+    tmp_path: Path,
+    engine: sa.Engine,
+    database_url: str,
+    models_dir: Path,
+    local_server: LocalServer,
+    free_port: int,  # noqa: F811
+) -> None:
+    _serve(local_server)
+    config = _config(tmp_path, database_url, models_dir, local_server, free_port)
+
+    first = _invoke("--config", str(config), "ingest", "--once")
+    assert first.exit_code == 1, first.output  # the dead source failed
+    assert "dead" in first.output and "private" in first.output
+    assert "no public web preview" in first.output
+
+    with Session(engine) as session:
+        posts = session.exec(select(Post)).all()
+        by_source = {s.id: s.name for s in session.exec(select(Source))}
+        counts: dict[str, int] = {}
+        for p in posts:
+            counts[by_source[p.source_id]] = counts.get(by_source[p.source_id], 0) + 1
+        assert set(counts) == {"wire", "digest", "vesti"}
+        assert all(n > 0 for n in counts.values())
+        assert counts["vesti"] == _channel_post_count(), "both channel pages are read on the first poll"
+        assert all(p.from_backfill for p in posts)
+        assert all(p.classified_version for p in posts)
+        assert session.exec(select(PostFrame)).first() is not None, "some fixture posts carry frames"
+        private = session.exec(select(Source).where(Source.name == "private")).one()
+        assert not private.enabled and "no public web preview" in (private.disabled_reason or "")
+        dead = session.exec(select(Source).where(Source.name == "dead")).one()
+        assert dead.enabled and dead.consecutive_failures == 1 and dead.last_error
+    stored = len(posts)
+
+    local_server.clear_log()
+    second = _invoke(
+        "--config",
+        str(config),
+        "ingest",
+        "--once",
+        "--source",
+        "wire",
+        "--source",
+        "digest",
+        "--source",
+        "vesti",
+    )
+    assert second.exit_code == 0, second.output
+    with Session(engine) as session:
+        assert len(session.exec(select(Post)).all()) == stored
+    wire_req = local_server.requests("/wire.xml")[-1]
+    assert wire_req.headers.get("if-none-match") == '"w1"'
+    digest_req = local_server.requests("/digest.atom")[-1]
+    assert digest_req.headers.get("if-modified-since") == "Tue, 05 Mar 2024 10:00:00 GMT"
+    assert "not_modified" in second.output
+
+
+def test_edited_channel_post_updates_in_place(
+    tmp_path: Path,
+    sqlite_engine: sa.Engine,
+    models_dir: Path,
+    local_server: LocalServer,
+    free_port: int,  # noqa: F811
+) -> None:
+    _serve(local_server)
+    url = sqlite_engine.url.render_as_string(hide_password=False)
+    config = _config(tmp_path, url, models_dir, local_server, free_port)
+    assert _invoke("--config", str(config), "ingest", "--once", "--source", "vesti").exit_code == 0
+    page1 = fixture_bytes("telegram", "vesti_kraya_1.html").decode()
+    import re
+
+    texts = re.findall(r'<div class="tgme_widget_message_text[^"]*"[^>]*>(.*?)</div>', page1, flags=re.S)
+    assert texts
+    edited = page1.replace(texts[-1], texts[-1] + " UPDATE: corrected figures.", 1)
+    local_server.route("/s/vesti_kraya", Reply(edited.encode()))
+    result = _invoke("--config", str(config), "ingest", "--once", "--source", "vesti")
+    assert result.exit_code == 0, result.output
+    with Session(sqlite_engine) as session:
+        changed = session.exec(select(Post).where(Post.edited)).all()
+        assert len(changed) == 1 and changed[0].text.endswith("UPDATE: corrected figures.")
+        assert not changed[0].from_backfill or changed[0].edited_at is not None
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_export_after_ingest(
+    tmp_path: Path,
+    sqlite_engine: sa.Engine,
+    models_dir: Path,
+    local_server: LocalServer,
+    fmt: str,
+    free_port: int,  # noqa: F811
+) -> None:
+    import csv
+    import json
+
+    _serve(local_server)
+    url = sqlite_engine.url.render_as_string(hide_password=False)
+    config = _config(tmp_path, url, models_dir, local_server, free_port)
+    _invoke("--config", str(config), "ingest", "--once", "--source", "wire")
+    out = tmp_path / f"export.{fmt}"
+    result = _invoke("--config", str(config), "export", "--format", fmt, "--output", str(out))
+    assert result.exit_code == 0, result.output
+    if fmt == "jsonl":
+        rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    else:
+        rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert rows
+    for row in rows:
+        assert {
+            "source",
+            "external_id",
+            "url",
+            "title",
+            "text",
+            "lang",
+            "published_at",
+            "views",
+            "frames",
+        } <= set(row)
+        assert row["source"] == "wire"
+        assert row["published_at"] is None or row["published_at"].endswith("Z")
+    bad = _invoke("--config", str(config), "export", "--since", "last tuesday")
+    assert bad.exit_code == 2 and "--since" in bad.output

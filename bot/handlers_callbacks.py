@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from sqlmodel import Session
-from telegram import Update
+from telegram import InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
@@ -105,24 +105,28 @@ async def on_button(update: Update, context: BotContext) -> None:
         await _store(services, action.post_id, frames, user_id, role)
         await query.answer(t(lang, "fb_thanks"))
         return
+    # Edit first, answer last: the spinner on the button stops once everything is done.
     if not action.save:  # open or toggle the relabel picker: the selection lives in the buttons
-        await query.answer()
         buttons = relabel_buttons(
             action.post_id, action.mask, lang=lang, frame_order=order, names=services.frame_names
         )
-        try:
-            await query.edit_message_reply_markup(reply_markup=keyboard(buttons))
-        except BadRequest as exc:  # "message is not modified" and the like
-            log.debug("could not edit the relabel keyboard: %s", exc)
+        await _edit_markup(update, keyboard(buttons))
+        await query.answer()
         return
     await _store(services, action.post_id, chosen, user_id, role)
     names = services.frame_names
     shown = ", ".join(names.get(f, f) for f in chosen) or t(lang, "label_none")
+    await _edit_markup(update, None)
     await query.answer(shorten(t(lang, "fb_saved", frames=shown), 190))
+
+
+async def _edit_markup(update: Update, markup: InlineKeyboardMarkup | None) -> None:
+    query = update.callback_query
+    assert query is not None
     try:
-        await query.edit_message_reply_markup(reply_markup=None)
-    except BadRequest as exc:
-        log.debug("could not remove the relabel keyboard: %s", exc)
+        await query.edit_message_reply_markup(reply_markup=markup)
+    except BadRequest as exc:  # "message is not modified" and the like
+        log.debug("could not edit the keyboard: %s", exc)
 
 
 def handlers() -> list[BaseHandler[Update, BotContext, None]]:

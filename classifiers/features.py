@@ -145,18 +145,20 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
                 size += cols.size
             indptr.append(indptr[-1] + size)
         n = len(docs)
-        chars_and_unigrams = sp.csr_matrix(
-            (
-                np.concatenate(weights) if weights else np.zeros(0),
-                np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64),
-                np.asarray(indptr),
-            ),
+        rows = [np.repeat(np.arange(n), np.diff(np.asarray(indptr)))]
+        cols = [np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)]
+        vals = [np.concatenate(weights) if weights else np.zeros(0)]
+        if hi_w >= 2:
+            word_hasher, _ = self._get_hashers()
+            longer = word_hasher.transform([_word_ngrams(toks, max(lo_w, 2), hi_w) for toks in docs])
+            rows.append(np.repeat(np.arange(n), np.diff(longer.indptr)))
+            cols.append(longer.indices.astype(np.int64))
+            vals.append(longer.data)
+        # One COO → CSR build: adding two matrices this wide costs time proportional to the width.
+        counts = sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
             shape=(n, WORD_SPACE + CHAR_SPACE),
         )
-        longer = [_word_ngrams(toks, max(lo_w, 2), hi_w) for toks in docs] if hi_w >= 2 else [[]] * n
-        word_hasher, _ = self._get_hashers()
-        ngrams = sp.hstack([word_hasher.transform(longer), sp.csr_matrix((n, CHAR_SPACE))], format="csr")
-        counts = (chars_and_unigrams + ngrams).tocsr()
         cues = np.vstack([matcher.counts(t) for t in docs]) if matcher else np.zeros((n, 0))
         return counts, cues
 

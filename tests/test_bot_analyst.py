@@ -9,7 +9,17 @@ import sqlalchemy as sa
 
 from storage.models import utcnow
 from tests.fakebotapi import FakeBotAPI
-from tests.test_bot_support import ANALYST, ADMIN, add_post, add_source, ask, db, fake_api, running_bot, visible
+from tests.test_bot_support import (
+    ANALYST,
+    ADMIN,
+    add_post,
+    add_source,
+    ask,
+    db,
+    fake_api,
+    running_bot,
+    visible,
+)
 
 __all__ = ["fake_api"]
 
@@ -33,9 +43,19 @@ def seed(engine: sa.Engine) -> dict[str, int]:
             ids[f"rift{i}"] = p.id or 0
         for i in range(3):  # the previous 24 h
             add_post(
-                session, wire, text=f"older rift {i}", published_at=now - timedelta(hours=30 + i), frames={"military_rift": 0.7}
+                session,
+                wire,
+                text=f"older rift {i}",
+                published_at=now - timedelta(hours=30 + i),
+                frames={"military_rift": 0.7},
             )
-        p = add_post(session, wire, text="They deny everything.", published_at=now - timedelta(hours=2), frames={"denial": 0.66})
+        p = add_post(
+            session,
+            wire,
+            text="They deny everything.",
+            published_at=now - timedelta(hours=2),
+            frames={"denial": 0.66},
+        )
         ids["denial"] = p.id or 0
     return ids
 
@@ -62,11 +82,15 @@ async def test_search_pages_with_more_button(engine: sa.Engine, fake_api: FakeBo
         assert button["text"] == "More ▸" and button["callback_data"].startswith("sm:")
         before = len(fake_api.sent(ANALYST))
         fake_api.push_callback(ANALYST, button["callback_data"], message=call.result)
-        page2 = await fake_api.wait_for(lambda: len(fake_api.sent(ANALYST)) > before and fake_api.sent(ANALYST)[-1])
+        page2 = await fake_api.wait_for(
+            lambda: len(fake_api.sent(ANALYST)) > before and fake_api.sent(ANALYST)[-1]
+        )
         assert "reply_markup" not in page2.params  # 7 hits: 5 + 2, no third page
         # An analyst's "more" from a search this chat never ran (forged key) is refused.
         fake_api.push_callback(ANALYST, "sm:deadbeef:5", message=call.result)
-        answer = await fake_api.wait_for(lambda: [c for c in fake_api.calls_to("answerCallbackQuery") if c.params.get("text")])
+        answer = await fake_api.wait_for(
+            lambda: [c for c in fake_api.calls_to("answerCallbackQuery") if c.params.get("text")]
+        )
     one = visible(first)
     assert one.startswith("Results 1–5 for wagner:")
     assert "<b>Wagner</b>" in first or "<b>wagner</b>" in first

@@ -43,12 +43,16 @@ async def test_start_subscribe_mysubs_unsubscribe(engine: sa.Engine, fake_api: F
     async with running_bot(engine, fake_api):
         assert "/subscribe military_rift" in visible(await ask(fake_api, USER, "/start"))
         assert subscriber(engine, USER) is not None
-        text = visible(await ask(fake_api, USER, "/subscribe military_rift source:WIRE min:0.7 +Wagner -moscow lang:ru"))
+        text = visible(
+            await ask(fake_api, USER, "/subscribe military_rift source:WIRE min:0.7 +Wagner -moscow lang:ru")
+        )
         assert text.startswith("Subscribed: Military rift") and "«Wagner»" in text and "score ≥ 0.7" in text
         (sub,) = subscriptions(engine, USER)
         assert (sub.frames, sub.sources, sub.min_score) == (["military_rift"], ["wire"], 0.7)
         assert (sub.include_keywords, sub.exclude_keywords, sub.languages) == (["Wagner"], ["moscow"], ["ru"])
-        again = visible(await ask(fake_api, USER, "/subscribe military_rift source:wire min:0.7 +Wagner -moscow lang:ru"))
+        again = visible(
+            await ask(fake_api, USER, "/subscribe military_rift source:wire min:0.7 +Wagner -moscow lang:ru")
+        )
         assert again.startswith("You already have this subscription")
         await ask(fake_api, USER, "/subscribe denial victory_claim")
         listing = visible(await ask(fake_api, USER, "/mysubs"))
@@ -109,8 +113,22 @@ async def test_help_shows_only_what_each_role_may_use(engine: sa.Engine, fake_ap
         analyst = visible(await ask(fake_api, ANALYST, "/help"))
         admin = visible(await ask(fake_api, ADMIN, "/help"))
     assert "/subscribe" in user and "/search" not in user and "Admin" not in user and "/label" not in user
-    assert "/search QUERY" in analyst and "/trend" in analyst and "/label" not in analyst and "/stats" not in analyst
-    for command in ("/label", "/retrain", "/model", "/rollback", "/addsource", "/disable", "/enable", "/stats"):
+    assert (
+        "/search QUERY" in analyst
+        and "/trend" in analyst
+        and "/label" not in analyst
+        and "/stats" not in analyst
+    )
+    for command in (
+        "/label",
+        "/retrain",
+        "/model",
+        "/rollback",
+        "/addsource",
+        "/disable",
+        "/enable",
+        "/stats",
+    ):
         assert command in admin
 
 
@@ -135,9 +153,15 @@ async def test_every_restricted_command_refuses_politely_and_logs(
         add_source(session, "wire")
     async with running_bot(engine, fake_api):
         for command in ANALYST_COMMANDS + ADMIN_COMMANDS:
-            assert visible(await ask(fake_api, STRANGER, command)) == "Sorry, this command is not available to you."
+            assert (
+                visible(await ask(fake_api, STRANGER, command))
+                == "Sorry, this command is not available to you."
+            )
         for command in ADMIN_COMMANDS:
-            assert visible(await ask(fake_api, ANALYST, command)) == "Sorry, this command is not available to you."
+            assert (
+                visible(await ask(fake_api, ANALYST, command))
+                == "Sorry, this command is not available to you."
+            )
     refusals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused /")]
     assert len(refusals) == len(ANALYST_COMMANDS) + 2 * len(ADMIN_COMMANDS)
     assert "refused /stats for user 2002 (role analyst)" in refusals
@@ -171,7 +195,15 @@ async def test_unknown_command_and_command_menus(engine: sa.Engine, fake_api: Fa
         scope = call.params.get("scope") or {"type": "default"}
         key = (scope["type"], scope.get("chat_id"), call.params.get("language_code"))
         menus[key] = [c["command"] for c in call.params["commands"]]
-    assert menus[("default", None, None)] == ["start", "help", "subscribe", "unsubscribe", "mysubs", "digest", "lang"]
+    assert menus[("default", None, None)] == [
+        "start",
+        "help",
+        "subscribe",
+        "unsubscribe",
+        "mysubs",
+        "digest",
+        "lang",
+    ]
     assert "frames" in menus[("chat", ANALYST, None)] and "stats" not in menus[("chat", ANALYST, None)]
     assert "stats" in menus[("chat", ADMIN, "ru")] and "label" in menus[("chat", ADMIN, "uk")]
     assert len(menus) == 9  # default + analyst + admin, in en/ru/uk

@@ -148,13 +148,18 @@ def tiny_taxonomy() -> Taxonomy:
 
 def tiny_corpus() -> list[Example]:
     """Enough distinct, separable texts to train the two-frame taxonomy in well under a second."""
-    words = {"rift": "wagner prigozhin ministry shells betrayed generals", "denial": "deny fake staged hoax lies"}
+    words = {
+        "rift": "wagner prigozhin ministry shells betrayed generals",
+        "denial": "deny fake staged hoax lies",
+    }
     filler = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
     out = []
     for i in range(40):
         frames = ("rift",) if i % 3 == 0 else ("denial",) if i % 3 == 1 else ()
         base = words[frames[0]] if frames else "weather football concert market prices"
-        out.append(Example(f"{base} {filler[i % 10]} {filler[(i // 10) % 10]} {filler[(i * 3) % 10]}", frames))
+        out.append(
+            Example(f"{base} {filler[i % 10]} {filler[(i // 10) % 10]} {filler[(i * 3) % 10]}", frames)
+        )
     return out
 
 
@@ -174,6 +179,7 @@ async def running_bot(
     on_model_change: Any = None,
     clock: Any = None,
     taxonomy: Taxonomy | None = None,
+    digest_interval: float = 60.0,
     **telegram: Any,
 ) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
     """The real Application from build_application, polling the fake Bot API."""
@@ -188,6 +194,7 @@ async def running_bot(
         models=models,
         on_model_change=on_model_change,
         delivery_interval=0.1,
+        digest_interval=digest_interval,
         **extra,
     )
     async with app:
@@ -201,7 +208,9 @@ async def running_bot(
             await app.stop()
 
 
-async def ask(fake: FakeBotAPI, user_id: int, text: str, *, chat_id: int | None = None, timeout: float = 10) -> str:
+async def ask(
+    fake: FakeBotAPI, user_id: int, text: str, *, chat_id: int | None = None, timeout: float = 10
+) -> str:
     """Send `text` as `user_id` and return the bot's next message (text or photo caption) to that chat."""
     chat = chat_id if chat_id is not None else user_id
     before = len(fake.sent(chat))

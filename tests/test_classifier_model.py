@@ -119,7 +119,7 @@ def test_explanation_contributions_add_up_to_the_linear_score(model: FrameClassi
     x = model.transform_texts([text])
     words, rows = model.featurizer_.word_attribution(text)
     counts = np.asarray(rows.sum(axis=0)).ravel()
-    assert set(words) <= set(clean_text(text).replace("«", " ").replace("»", " ").replace(",", " ").split())
+    assert words and all(word in text for word in words)
     dense = x.toarray().ravel()
     seen = counts > 0
     # Every feature the text produced is attributed to some word (so nothing unexplained is hidden).

@@ -80,8 +80,14 @@ def ingest(
     table = Table("source", "status", "new", "updated", "unchanged", "pages", "seconds", "error")
     for r in reports:
         table.add_row(
-            r.source, r.status, str(r.new), str(r.updated), str(r.unchanged), str(r.pages),
-            f"{r.seconds:.2f}", (r.error or "") + (" (source disabled)" if r.disabled else ""),
+            r.source,
+            r.status,
+            str(r.new),
+            str(r.updated),
+            str(r.unchanged),
+            str(r.pages),
+            f"{r.seconds:.2f}",
+            (r.error or "") + (" (source disabled)" if r.disabled else ""),
         )
     st.console.print(table)
     raise typer.Exit(1 if any(r.status == "error" for r in reports) else 0)
@@ -112,8 +118,13 @@ def sources_list(ctx: typer.Context) -> None:
         table = Table("name", "kind", "target", "enabled", "last success", "failures", "next poll", "problem")
         for s in rows:
             table.add_row(
-                s.name, s.kind, s.url or f"@{s.channel}", "yes" if s.enabled else "no",
-                _when(s.last_success_at), str(s.consecutive_failures), _when(s.next_poll_at),
+                s.name,
+                s.kind,
+                s.url or f"@{s.channel}",
+                "yes" if s.enabled else "no",
+                _when(s.last_success_at),
+                str(s.consecutive_failures),
+                _when(s.next_poll_at),
                 s.disabled_reason or s.last_error or "",
             )
     st.console.print(table)
@@ -210,9 +221,7 @@ def search(
     for hit in page.hits:
         snippet = hit.snippet.replace("\x02", "[bold yellow]").replace("\x03", "[/]")
         frames = ", ".join(hit.frames) or "no frames"
-        st.console.print(
-            f"[bold]#{hit.post_id}[/] {_when(hit.published_at)} [cyan]{_esc(hit.source)}[/] ({frames})"
-        )
+        st.console.print(f"[bold]#{hit.post_id}[/] {_when(hit.published_at)} [cyan]{_esc(hit.source)}[/] ({frames})")
         st.console.print(f"  {_esc(hit.title)}" if hit.title else "", highlight=False)
         st.console.print(f"  {_esc_keep(snippet)}", highlight=False)
     if page.next_offset is not None:
@@ -250,8 +259,19 @@ def export(
     st = state(ctx)
     since_at = parse_since(since, _now())
     out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
-    fields = ["source", "external_id", "url", "title", "text", "lang", "published_at", "views", "frames",
-              "edited", "forwarded_from"]
+    fields = [
+        "source",
+        "external_id",
+        "url",
+        "title",
+        "text",
+        "lang",
+        "published_at",
+        "views",
+        "frames",
+        "edited",
+        "forwarded_from",
+    ]
     try:
         writer = csv.DictWriter(out, fieldnames=fields) if fmt is ExportFormat.csv else None
         if writer:
@@ -259,11 +279,16 @@ def export(
         with session_scope(st.engine()) as session:
             for row in iter_export(session=session, since=since_at):
                 record = {
-                    "source": row.source, "external_id": row.external_id, "url": row.url,
-                    "title": row.title, "text": row.text, "lang": row.lang,
-                    "published_at": row.published_at.isoformat().replace("+00:00", "Z")
-                    if row.published_at else None,
-                    "views": row.views, "frames": row.frames, "edited": row.edited,
+                    "source": row.source,
+                    "external_id": row.external_id,
+                    "url": row.url,
+                    "title": row.title,
+                    "text": row.text,
+                    "lang": row.lang,
+                    "published_at": row.published_at.isoformat().replace("+00:00", "Z") if row.published_at else None,
+                    "views": row.views,
+                    "frames": row.frames,
+                    "edited": row.edited,
                     "forwarded_from": row.forwarded_from,
                 }
                 if writer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -36,7 +37,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 60480
 
 
 def parse_duration(value: Any) -> timedelta:
-    """"30s", "5m", "1h", "7d" (or a number of seconds) → timedelta."""
+    """ "30s", "5m", "1h", "7d" (or a number of seconds) → timedelta."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
@@ -114,9 +115,9 @@ class SourceSettings(_Section):
     @model_validator(mode="after")
     def _kind_fields(self) -> SourceSettings:
         if self.kind == "rss" and not (self.url and self.url.startswith(("http://", "https://"))):
-            raise ValueError("an rss source needs url = \"http(s)://…\"")
+            raise ValueError('an rss source needs url = "http(s)://…"')
         if self.kind in ("telegram", "telethon") and not self.channel:
-            raise ValueError(f"a {self.kind} source needs channel = \"name\"")
+            raise ValueError(f'a {self.kind} source needs channel = "name"')
         if self.channel:
             self.__dict__["channel"] = self.channel.lstrip("@")
         return self
@@ -150,7 +151,7 @@ class TelegramSettings(_Section):
     @model_validator(mode="after")
     def _webhook_needs_url(self) -> TelegramSettings:
         if self.mode == "webhook" and not self.webhook_url:
-            raise ValueError("mode = \"webhook\" needs webhook_url")
+            raise ValueError('mode = "webhook" needs webhook_url')
         return self
 
 
@@ -246,10 +247,8 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
         else:
             continue
         if value.strip().startswith("["):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 value = json.loads(value)
-            except json.JSONDecodeError:
-                pass
         out.setdefault(section, {})[key] = value
     return out
 

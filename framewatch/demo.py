@@ -52,18 +52,14 @@ def _print_posts(console: Console, settings: Settings) -> None:
 
     engine = open_database(settings, migrate=False)
     with session_scope(engine) as session:
-        rows = session.exec(
-            select(Post, Source.name).join(Source).order_by(col(Post.published_at).desc())
-        ).all()
+        rows = session.exec(select(Post, Source.name).join(Source).order_by(col(Post.published_at).desc())).all()
         tags: dict[int, list[PostFrame]] = {}
         for tag in session.exec(select(PostFrame).order_by(col(PostFrame.score).desc())):
             tags.setdefault(tag.post_id, []).append(tag)
     table = Table("source", "published", "lang", "title / text", "frames (score) ← evidence", show_lines=True)
     for post, source in rows:
         assert post.id is not None
-        frames = "\n".join(
-            f"{t.frame_id} ({t.score:.2f}) ← {', '.join(t.evidence[:3])}" for t in tags.get(post.id, [])
-        )
+        frames = "\n".join(f"{t.frame_id} ({t.score:.2f}) ← {', '.join(t.evidence[:3])}" for t in tags.get(post.id, []))
         body = (post.title or post.text).replace("\n", " ")
         table.add_row(
             source,
@@ -87,6 +83,9 @@ def _print_search(console: Console, settings: Settings) -> None:
         page = search_posts(query, session=session, now=datetime.now(UTC) + timedelta(days=1), limit=5)
     console.print(f"search [bold]{query}[/]: {len(page.hits)} hits")
     for hit in page.hits:
-        console.print(f"  #{hit.post_id} {hit.source}: " + hit.snippet.replace("\x02", "»").replace("\x03", "«"),
-                      highlight=False, markup=False)
+        console.print(
+            f"  #{hit.post_id} {hit.source}: " + hit.snippet.replace("\x02", "»").replace("\x03", "«"),
+            highlight=False,
+            markup=False,
+        )
     engine.dispose()

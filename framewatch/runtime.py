@@ -50,7 +50,11 @@ async def ingest_once(
     tagger = load_tagger(settings, console)
     async with make_client(settings.ingest) as client:
         ingestor = Ingestor(
-            engine=engine, settings=settings.ingest, client=client, fetch=fetch_source, tagger=tagger,
+            engine=engine,
+            settings=settings.ingest,
+            client=client,
+            fetch=fetch_source,
+            tagger=tagger,
             on_new_posts=_alert_hook(settings),
         )
         reports = await ingestor.run_once(names)
@@ -100,26 +104,46 @@ def reclassify_posts(
 
 async def run_service(settings: Settings, *, role: str, console: Console) -> None:
     """Run until SIGINT/SIGTERM. Shutdown lets in-flight polls commit rather than leave half a poll."""
+    import logging as _logging
+
+    _logging.getLogger().setLevel(settings.logging.level)
     engine = open_database(settings, pool_size=settings.database.pool_size)
     _sync_configured_sources(settings, engine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    console_mode = settings.telegram.token is None
     scheduler = AsyncIOScheduler(timezone=UTC)
     ingestor: Ingestor | None = None
     async with make_client(settings.ingest) as client:
         if role in ("all", "ingest"):
             tagger = await asyncio.to_thread(load_tagger, settings, console)
             ingestor = Ingestor(
-                engine=engine, settings=settings.ingest, client=client, fetch=fetch_source, tagger=tagger,
+                engine=engine,
+                settings=settings.ingest,
+                client=client,
+                fetch=fetch_source,
+                tagger=tagger,
                 on_new_posts=_alert_hook(settings),
+                on_source_disabled=_disabled_hook(settings),
             )
+            if console_mode and role == "all":
+                from framewatch.console import console_alert_printer
+
+                ingestor.on_committed = console_alert_printer(
+                    engine, console, max_age=settings.alerts.max_age, clock=lambda: datetime.now(UTC)
+                )
             add_ingest_job(scheduler, ingestor, settings.ingest)
         scheduler.start()
         console.print(f"framewatch running (role {role}); Ctrl-C to stop")
         try:
-            await _run_bot_or_console(settings, role=role, engine=engine, console=console, stop=stop)
+            if console_mode or role == "ingest":
+                if console_mode and role != "ingest":
+                    console.print("no Telegram token configured: console mode, alerts are printed here")
+                await stop.wait()
+            else:
+                await _run_bot(settings, role=role, engine=engine, stop=stop, console=console)
         finally:
             scheduler.shutdown(wait=False)
             if ingestor is not None:
@@ -128,12 +152,41 @@ async def run_service(settings: Settings, *, role: str, console: Console) -> Non
     console.print("stopped")
 
 
-async def _run_bot_or_console(settings: Settings, *, role: str, engine, console: Console, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
-    if settings.telegram.token is None or role == "ingest":
-        if role in ("all",) and settings.telegram.token is None:
-            console.print("no Telegram token configured: console mode, alerts are printed here")
-        await stop.wait()
-        return
-    from bot.app import run_bot_until
+def _disabled_hook(settings: Settings):  # type: ignore[no-untyped-def]
+    """Tell admins (through the outbox) when ingest gives up on a source."""
+    try:
+        from bot.alerts import notify_admins
+    except ImportError:
+        return None
 
-    await run_bot_until(settings, engine=engine, role=role, stop=stop)
+    def hook(source, *, session: Session, now: datetime) -> None:  # type: ignore[no-untyped-def]
+        notify_admins(
+            f"source {source.name} was disabled: {source.disabled_reason}",
+            session=session,
+            now=now,
+            settings=settings,
+        )
+
+    return hook
+
+
+async def _run_bot(settings: Settings, *, role: str, engine, stop: asyncio.Event, console: Console) -> None:  # type: ignore[no-untyped-def]
+    """Polling runs in exactly one process: others wait on a PostgreSQL advisory lock (webhook mode
+    needs no lock; any number of processes can sit behind the load balancer)."""
+    from bot.app import run_bot_until
+    from storage.locks import RoleLock
+
+    lock = RoleLock(engine, "telegram-poller")
+    needs_lock = role in ("all", "bot") and settings.telegram.mode == "polling"
+    if needs_lock:
+        while not lock.try_acquire():
+            console.print("another process is polling Telegram; waiting to take over")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=10)
+                return
+            except TimeoutError:
+                continue
+    try:
+        await run_bot_until(settings, engine=engine, stop=stop, role=role)
+    finally:
+        lock.release()

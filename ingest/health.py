@@ -13,9 +13,7 @@ class FailurePlan:
     disable_reason: str | None
 
 
-def backoff_delay(
-    failures: int, *, interval: timedelta, cap: timedelta, rng: random.Random | None = None
-) -> timedelta:
+def backoff_delay(failures: int, *, interval: timedelta, cap: timedelta, rng: random.Random | None = None) -> timedelta:
     """Exponential from the source's own interval, capped, with ±20% jitter so failed sources spread out."""
     base = min(cap.total_seconds(), interval.total_seconds() * (2 ** max(0, failures - 1)))
     jitter = (rng or random).uniform(0.8, 1.2)

@@ -87,6 +87,8 @@ class Ingestor:
     tagger: Tagger | None = None
     on_new_posts: NewPostsHook | None = None
     on_source_disabled: SourceDisabledHook | None = None
+    # After a poll's transaction committed (console mode prints alerts from here).
+    on_committed: Callable[[PollReport], None] | None = None
     owner: str = field(default_factory=lambda: f"ingest-{uuid.uuid4().hex[:12]}")
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _global: asyncio.Semaphore | None = None
@@ -118,8 +120,10 @@ class Ingestor:
             except Exception as exc:  # a fetcher bug must cost one source one poll, not the scheduler
                 log.exception("fetcher crashed for source %s", state.name)
                 result = FetchResult(FetchStatus.ERROR, error=f"internal error: {type(exc).__name__}")
-        report = await asyncio.to_thread(self._commit, state, result)
-        return _timed(report, time.perf_counter() - started)
+        report = _timed(await asyncio.to_thread(self._commit, state, result), time.perf_counter() - started)
+        if self.on_committed is not None and report.new_post_ids:
+            self.on_committed(report)
+        return report
 
     def _release(self, state: SourceState) -> None:
         with session_scope(self.engine) as session:
@@ -132,20 +136,30 @@ class Ingestor:
                 return self._commit_failure(state, result, session, now)
             if result.status is FetchStatus.NOT_MODIFIED:
                 record_success(
-                    state.id, session=session, now=now, owner=self.owner, etag=result.etag or state.etag,
-                    last_modified=result.last_modified or state.last_modified, cursor=None, got_posts=False,
+                    state.id,
+                    session=session,
+                    now=now,
+                    owner=self.owner,
+                    etag=result.etag or state.etag,
+                    last_modified=result.last_modified or state.last_modified,
+                    cursor=None,
+                    got_posts=False,
                 )
                 return PollReport(state.name, "not_modified", pages=result.pages)
-            stored = store_posts(
-                state.id, result.posts, session=session, now=now, from_backfill=not state.backfilled
-            )
+            stored = store_posts(state.id, result.posts, session=session, now=now, from_backfill=not state.backfilled)
             self._tag(stored.changed, session, now)
             changed_ids = [p.id for p in stored.changed]
             if changed_ids and self.on_new_posts is not None:
                 self.on_new_posts(changed_ids, session=session, now=now)
             record_success(
-                state.id, session=session, now=now, owner=self.owner, etag=result.etag,
-                last_modified=result.last_modified, cursor=result.cursor, got_posts=bool(stored.new),
+                state.id,
+                session=session,
+                now=now,
+                owner=self.owner,
+                etag=result.etag,
+                last_modified=result.last_modified,
+                cursor=result.cursor,
+                got_posts=bool(stored.new),
             )
             return PollReport(
                 state.name,
@@ -161,13 +175,9 @@ class Ingestor:
         if not posts or self.tagger is None:
             return
         classifications = self.tagger.classify([post_text(p.title, p.text) for p in posts])
-        save_classifications(
-            [(p.id, c) for p, c in zip(posts, classifications, strict=True)], session=session, now=now
-        )
+        save_classifications([(p.id, c) for p, c in zip(posts, classifications, strict=True)], session=session, now=now)
 
-    def _commit_failure(
-        self, state: SourceState, result: FetchResult, session: Session, now: datetime
-    ) -> PollReport:
+    def _commit_failure(self, state: SourceState, result: FetchResult, session: Session, now: datetime) -> PollReport:
         error = result.error or "unknown error"
         plan = plan_failure(
             failures_before=state.consecutive_failures,
@@ -180,8 +190,13 @@ class Ingestor:
             permanent=result.permanent,
         )
         disabled = record_failure(
-            state.id, session=session, now=now, owner=self.owner, error=error,
-            next_poll_at=plan.next_poll_at, disable_reason=plan.disable_reason,
+            state.id,
+            session=session,
+            now=now,
+            owner=self.owner,
+            error=error,
+            next_poll_at=plan.next_poll_at,
+            disable_reason=plan.disable_reason,
         )
         if disabled is not None:
             log.warning("source %s disabled: %s", state.name, disabled.disabled_reason)

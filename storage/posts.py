@@ -92,9 +92,7 @@ def store_posts(
         by_id[item.external_id] = (item, canonical_urls[i] if canonical_urls else item.url)
     existing = {
         row.external_id: row
-        for row in session.exec(
-            select(Post).where(Post.source_id == source_id, col(Post.external_id).in_(list(by_id)))
-        )
+        for row in session.exec(select(Post).where(Post.source_id == source_id, col(Post.external_id).in_(list(by_id))))
     }
     fresh: list[dict[str, object]] = []
     for external_id, (item, canonical) in by_id.items():
@@ -171,9 +169,7 @@ def _link_duplicates(rows: list[dict[str, object]], source_id: int, session: Ses
         r["duplicate_of_id"] = first.get(str(r["canonical_url"])) if r["canonical_url"] else None
 
 
-def save_classifications(
-    items: Sequence[tuple[int, ClassificationLike]], *, session: Session, now: datetime
-) -> None:
+def save_classifications(items: Sequence[tuple[int, ClassificationLike]], *, session: Session, now: datetime) -> None:
     """Replace the tags of each post with this model's; a post with no frames keeps none."""
     if not items:
         return
@@ -228,9 +224,7 @@ class ExportRow:
     forwarded_from: str | None
 
 
-def iter_export(
-    *, session: Session, since: datetime | None = None, batch_size: int = 1000
-) -> Iterator[ExportRow]:
+def iter_export(*, session: Session, since: datetime | None = None, batch_size: int = 1000) -> Iterator[ExportRow]:
     """Posts oldest first in id batches (keyset paging keeps memory flat on millions of rows)."""
     last_id = 0
     while True:

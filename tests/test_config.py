@@ -69,8 +69,11 @@ def test_durations() -> None:
         ('[database]\nurl = "mysql://x"\n', "database.url"),
         ('[[sources]]\nname = "a"\nkind = "rss"\n', "sources[0]"),
         ('[[sources]]\nname = "a"\nkind = "carrier-pigeon"\nurl = "http://x"\n', "sources[0].kind"),
-        ('[[sources]]\nname="a"\nkind="telegram"\nchannel="abc"\n[[sources]]\nname="a"\nkind="telegram"\n'
-         'channel="abd"\n', "duplicate source name"),
+        (
+            '[[sources]]\nname="a"\nkind="telegram"\nchannel="abc"\n[[sources]]\nname="a"\nkind="telegram"\n'
+            'channel="abd"\n',
+            "duplicate source name",
+        ),
         ('[telegram]\nmode = "webhook"\n', "telegram"),
         ("[ingest\n", "not valid TOML"),
     ],

@@ -98,10 +98,11 @@ def test_classifications_replace_previous_tags(engine: sa.Engine) -> None:
 def test_export_rows_carry_frames_in_utc(engine: sa.Engine) -> None:
     with session_scope(engine) as session:
         sid = _source(session)
-        ids = [p.id for p in store_posts(sid, [_raw(i) for i in range(5)], session=session, now=NOW,
-                                          from_backfill=False).new]
-        save_classifications([(ids[0], Classification((FrameScore("denial", 0.9),), "v1"))], session=session,
-                             now=NOW)
+        ids = [
+            p.id
+            for p in store_posts(sid, [_raw(i) for i in range(5)], session=session, now=NOW, from_backfill=False).new
+        ]
+        save_classifications([(ids[0], Classification((FrameScore("denial", 0.9),), "v1"))], session=session, now=NOW)
     with session_scope(engine) as session:
         rows = list(iter_export(session=session, batch_size=2))
         assert len(rows) == 5 and rows[0].frames == ["denial"] and rows[1].frames == []
@@ -111,8 +112,10 @@ def test_export_rows_carry_frames_in_utc(engine: sa.Engine) -> None:
 
 
 def test_sources_sync_add_enable(engine: sa.Engine) -> None:
-    specs = [SourceSettings(name="feed", kind="rss", url="http://h/f", interval="1m"),
-             SourceSettings(name="chan", kind="telegram", channel="@some_channel")]
+    specs = [
+        SourceSettings(name="feed", kind="rss", url="http://h/f", interval="1m"),
+        SourceSettings(name="chan", kind="telegram", channel="@some_channel"),
+    ]
     with session_scope(engine) as session:
         sync_sources(specs, session=session, now=NOW, default_interval=timedelta(minutes=10))
         with pytest.raises(SourceError, match="already exists"):
@@ -125,8 +128,9 @@ def test_sources_sync_add_enable(engine: sa.Engine) -> None:
         assert rows["chan"].channel == "some_channel"
     # Changing the config updates the row; the rows are not duplicated.
     with session_scope(engine) as session:
-        sync_sources([replace_spec(specs[0], interval="2m")], session=session, now=NOW,
-                     default_interval=timedelta(minutes=10))
+        sync_sources(
+            [replace_spec(specs[0], interval="2m")], session=session, now=NOW, default_interval=timedelta(minutes=10)
+        )
     with Session(engine) as session:
         assert session.exec(select(Source).where(Source.name == "feed")).one().interval_seconds == 120
 
@@ -147,15 +151,18 @@ def test_leases_are_exclusive_and_expire(engine: sa.Engine) -> None:
     assert len(a) == 3 and len(b) == 1 and not {s.id for s in a} & {s.id for s in b}
     # A dies; after the lease expires B takes A's sources over.
     with session_scope(engine) as session:
-        later = claim_due_sources(session=session, now=NOW + lease + timedelta(seconds=1), owner="B",
-                                  lease=lease, limit=10)
+        later = claim_due_sources(
+            session=session, now=NOW + lease + timedelta(seconds=1), owner="B", lease=lease, limit=10
+        )
     assert {s.id for s in later} == {s.id for s in a} | {s.id for s in b}
     # A comes back late: its result must not overwrite B's lease.
     with session_scope(engine) as session:
-        assert not record_success(a[0].id, session=session, now=NOW, owner="A", etag="x", last_modified=None,
-                                  cursor=None, got_posts=False)
-        assert record_success(a[0].id, session=session, now=NOW, owner="B", etag="x", last_modified=None,
-                              cursor="42", got_posts=True)
+        assert not record_success(
+            a[0].id, session=session, now=NOW, owner="A", etag="x", last_modified=None, cursor=None, got_posts=False
+        )
+        assert record_success(
+            a[0].id, session=session, now=NOW, owner="B", etag="x", last_modified=None, cursor="42", got_posts=True
+        )
         src = session.get(Source, a[0].id)
         assert src is not None and src.cursor == "42" and src.backfilled and src.lease_owner is None
         assert src.next_poll_at == NOW + timedelta(seconds=src.interval_seconds)
@@ -165,14 +172,25 @@ def test_failure_recording_disables_with_reason(engine: sa.Engine) -> None:
     with session_scope(engine) as session:
         sid = _source(session)
         claim_due_sources(session=session, now=NOW, owner="A", lease=timedelta(minutes=1), limit=1)
-        disabled = record_failure(sid, session=session, now=NOW, owner="A", error="HTTP 404",
-                                  next_poll_at=NOW + timedelta(hours=1), disable_reason="gone: HTTP 404")
+        disabled = record_failure(
+            sid,
+            session=session,
+            now=NOW,
+            owner="A",
+            error="HTTP 404",
+            next_poll_at=NOW + timedelta(hours=1),
+            disable_reason="gone: HTTP 404",
+        )
         assert disabled is not None and disabled.disabled_reason == "gone: HTTP 404"
     with session_scope(engine) as session:
         src = session.get(Source, sid)
         assert src is not None and not src.enabled and src.consecutive_failures == 1
-        assert claim_due_sources(session=session, now=NOW + timedelta(days=1), owner="A",
-                                 lease=timedelta(minutes=1), limit=5) == []
+        assert (
+            claim_due_sources(
+                session=session, now=NOW + timedelta(days=1), owner="A", lease=timedelta(minutes=1), limit=5
+            )
+            == []
+        )
         set_source_enabled(src.name, True, session=session, now=NOW)
         assert src.enabled and src.disabled_reason is None and src.consecutive_failures == 0
 
@@ -180,5 +198,6 @@ def test_failure_recording_disables_with_reason(engine: sa.Engine) -> None:
 def test_naive_datetimes_are_refused(sqlite_engine: sa.Engine) -> None:
     with pytest.raises(Exception, match="naive datetime"), session_scope(sqlite_engine) as session:
         sid = _source(session)
-        store_posts(sid, [replace(_raw(1), published_at=datetime(2023, 1, 1))], session=session, now=NOW,
-                    from_backfill=False)
+        store_posts(
+            sid, [replace(_raw(1), published_at=datetime(2023, 1, 1))], session=session, now=NOW, from_backfill=False
+        )

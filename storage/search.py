@@ -31,11 +31,10 @@ MAX_LIMIT = 100
 MAX_OFFSET = 10_000
 SNIPPET_TOKENS = 24
 PLAIN_SNIPPET_CHARS = 240
-# SQLite plan costs (relative, per row), measured with bench/search.py on 1M posts; see _sqlite_ids.
+# SQLite plan costs (µs per row), measured with bench/search.py on 1M posts; see _sqlite_ids.
 _SORT_COST = 1.5  # per match: fetch its post row and sort it
 _SET_COST = 0.12  # per match: add its id to a temporary set
 _WALK_COST = 0.45  # per post walked on the date index and checked against the set
-_PROBE_COST = 100.0  # per post walked and looked up in FTS, per term
 COUNT_CAP_MIN = 10_000  # count matches up to max(this, posts / 8); beyond that a word is just "common"
 # PostgreSQL: how many of the newest posts to check before falling back to the GIN index.
 PG_WALK = 1000
@@ -210,12 +209,13 @@ def _fts5_match(expression: str) -> sa.ColumnElement[bool]:
 def _sqlite_ids(
     parsed: ParsedQuery, conditions: list[sa.ColumnElement[bool]], session: Session, limit: int, offset: int
 ) -> list[int]:
-    """Pick the cheapest of three plans from the exact match count, which FTS5 gives in C for little.
+    """Pick a plan from the match count, which FTS5 computes in C without touching the post table.
 
     "sort" looks every match up and sorts by date: best for rare terms. "set" collects the matching ids
     into a temporary set and walks the date index newest first until the page is full: best for most
     terms. "probe" walks the date index and asks FTS about each post: best for very common words, where
-    building the set would cost more than the handful of probes needed.
+    building the set would cost more than the few dozen probes needed (a probe costs 25-400 µs, so it
+    is only worth it for those).
     """
     conditions = list(conditions)
     if not parsed.has_text:
@@ -232,13 +232,10 @@ def _sqlite_ids(
         if matches == 0:
             return []
         walk = (offset + limit) * posts / matches  # posts walked newest first until the page is full
-        terms = sum(len(c.terms) for c in parsed.clauses) + len(parsed.excluded)
-        costs = {
-            "sort": _SORT_COST * matches,
-            "set": _SET_COST * matches + _WALK_COST * walk,
-            "probe": _PROBE_COST * terms * walk,
-        }
-        plan = min(costs, key=costs.__getitem__)
+        if matches >= cap:
+            plan = "probe"  # in over 1/8 of all posts: a few dozen probes fill the page
+        else:
+            plan = "sort" if _SORT_COST * matches <= _SET_COST * matches + _WALK_COST * walk else "set"
         candidates = sa.select(_FTS.c.rowid).where(_fts5_match(expression))
         if plan == "sort":
             conditions.append(_POST.c.id.in_(candidates))

@@ -14,6 +14,8 @@ from sqlalchemy.engine import make_url
 from storage.db import create_engine
 from storage.migrate import upgrade
 
+pytest_plugins = ["tests.httpserver"]
+
 PG_ENV = "FRAMEWATCH_TEST_DATABASE_URL"
 PG_SKIP_REASON = f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
 

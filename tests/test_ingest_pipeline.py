@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from framewatch.localserver import LocalServer, Reply
 from storage.models import Post, PostFrame, Source
-from tests.httpserver import fixture_bytes, free_port, local_server  # noqa: F401
+from tests.httpserver import fixture_bytes
 
 RSS = "application/rss+xml; charset=utf-8"
 ATOM = "application/atom+xml; charset=utf-8"
@@ -104,7 +104,7 @@ def test_ingest_once_end_to_end(
     database_url: str,
     models_dir: Path,
     local_server: LocalServer,
-    free_port: int,  # noqa: F811
+    free_port: int,
 ) -> None:
     _serve(local_server)
     config = _config(tmp_path, database_url, models_dir, local_server, free_port)
@@ -160,7 +160,7 @@ def test_edited_channel_post_updates_in_place(
     sqlite_engine: sa.Engine,
     models_dir: Path,
     local_server: LocalServer,
-    free_port: int,  # noqa: F811
+    free_port: int,
 ) -> None:
     _serve(local_server)
     url = sqlite_engine.url.render_as_string(hide_password=False)
@@ -189,7 +189,7 @@ def test_export_after_ingest(
     models_dir: Path,
     local_server: LocalServer,
     fmt: str,
-    free_port: int,  # noqa: F811
+    free_port: int,
 ) -> None:
     import csv
     import json

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault, Update
 from telegram.error import TelegramError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, MessageHandler, filters
+from telegram.ext import Application, ApplicationBuilder, MessageHandler, filters
 
 from bot.context import BotContext, BotServices, ModelOps, context_types
-from bot.delivery import DeliveryWorker, render_row
+from bot.delivery import DeliveryWorker, rate_limiter, render_row
 from bot.digest import build_digests
 from bot.handling import on_error, unknown_command
 from bot.i18n import LANGUAGES, t
@@ -129,7 +129,7 @@ def build_application(
         .token(token)
         .base_url(tg.api_base_url)
         .base_file_url(tg.base_file_url)
-        .rate_limiter(AIORateLimiter(max_retries=3))
+        .rate_limiter(rate_limiter())
         .context_types(context_types())
         .concurrent_updates(16)
         .build()

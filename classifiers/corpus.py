@@ -159,7 +159,6 @@ def label_matrix(examples: Sequence[Example], frame_ids: Sequence[str]) -> np.nd
 def data_hash(examples: Sequence[Example]) -> str:
     """Hash of the training data content (order-independent)."""
     rows = sorted(
-        json.dumps([text_key(e.text), sorted(e.frames), round(e.weight, 6)], ensure_ascii=False)
-        for e in examples
+        json.dumps([text_key(e.text), sorted(e.frames), round(e.weight, 6)], ensure_ascii=False) for e in examples
     )
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()

@@ -19,8 +19,14 @@ from sklearn.utils.validation import check_is_fitted
 from classifiers.keywords import CueMatcher
 from classifiers.text import clean_text, tokens, word_spans
 
-WORD_SPACE = 2**20
+# Hashed column layout: [char n-grams | word unigrams | word phrases (bigrams…)]. Words and phrases
+# sit side by side so a word block is one contiguous range; phrases get their own range so they can
+# be stacked on, not added (adding sparse matrices this wide costs time proportional to the width).
 CHAR_SPACE = 2**21
+WORD_SPACE = 2**20
+UNIGRAM_OFFSET = CHAR_SPACE
+PHRASE_OFFSET = CHAR_SPACE + WORD_SPACE
+TOTAL_SPACE = CHAR_SPACE + 2 * WORD_SPACE
 # Tokens whose hashed char n-grams are remembered between calls (posts reuse most of their words).
 _CACHE_LIMIT = 300_000
 
@@ -89,7 +95,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
     def _get_lut(self) -> np.ndarray:
         lut = getattr(self, "_lut", None)
         if lut is None:
-            lut = np.full(WORD_SPACE + CHAR_SPACE, -1, dtype=np.int32)
+            lut = np.full(TOTAL_SPACE, -1, dtype=np.int32)
             lut[self.columns_] = np.arange(self.columns_.size, dtype=np.int32)
             self._lut = lut
         return lut
@@ -100,77 +106,79 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
     # -- analysis ------------------------------------------------------------------------------------
 
-    def _token_columns(self, vocab: Iterable[str]) -> None:
-        """Hash the char n-grams (and unigram) of tokens not yet cached; one hasher call per batch."""
+    def _token_columns(self, vocab: Iterable[str]) -> dict[str, np.ndarray]:
+        """Hashed columns of each token's char n-grams plus its unigram (last), cached across calls."""
         lo, hi = self.char_ngram_range
         cache = getattr(self, "_cache", None)
         if cache is None or getattr(self, "_cache_range", None) != (lo, hi) or len(cache) > _CACHE_LIMIT:
             cache = self._cache = {}
             self._cache_range = (lo, hi)
         missing = [tok for tok in vocab if tok not in cache]
-        if not missing:
-            return
-        word_hasher, char_hasher = self._get_hashers()
-        unigram = word_hasher.transform([[tok] for tok in missing]).indices
-        chars = char_hasher.transform([_char_ngrams(tok, lo, hi) for tok in missing])
-        chars.sort_indices()
-        for r, tok in enumerate(missing):
-            cols = chars.indices[chars.indptr[r] : chars.indptr[r + 1]].astype(np.int64) + WORD_SPACE
-            counts = chars.data[chars.indptr[r] : chars.indptr[r + 1]]
-            if counts.max(initial=1) > 1:
-                cols = np.repeat(cols, counts.astype(np.int64))
-            cache[tok] = np.concatenate(([unigram[r]], cols))
+        if missing:
+            word_hasher, char_hasher = self._get_hashers()
+            unigram = word_hasher.transform([[tok] for tok in missing]).indices.astype(np.int64)
+            chars = char_hasher.transform([_char_ngrams(tok, lo, hi) for tok in missing])
+            for r, tok in enumerate(missing):
+                start, end = chars.indptr[r], chars.indptr[r + 1]
+                cols = chars.indices[start:end].astype(np.int64)
+                repeats = chars.data[start:end].astype(np.int64)
+                if repeats.max(initial=1) > 1:
+                    cols = np.repeat(cols, repeats)
+                cache[tok] = np.append(cols, UNIGRAM_OFFSET + unigram[r])
+        return cache
 
     def _raw(self, texts: Iterable[str]) -> tuple[sp.csr_matrix, np.ndarray]:
-        """Hashed raw counts over the full hash space (word block, then char block) and cue counts."""
+        """Hashed raw counts over the full column layout (duplicates not yet summed) and cue counts."""
         matcher = self._get_matcher()
         docs = [tokens(clean_text(text)) for text in texts]
         bags = [Counter(toks) for toks in docs]
         vocab: dict[str, None] = {}
         for bag in bags:
             vocab.update(dict.fromkeys(bag))
-        self._token_columns(vocab)
-        cache: dict[str, np.ndarray] = self._cache
+        cache = self._token_columns(vocab)
         lo_w, hi_w = self.word_ngram_range
-        with_unigrams = lo_w <= 1 <= hi_w
+        drop_unigram = not (lo_w <= 1 <= hi_w)
         parts: list[np.ndarray] = []
-        weights: list[np.ndarray] = []
-        indptr = [0]
+        repeats: list[int] = []
+        per_doc: list[int] = []
         for bag in bags:
-            size = 0
             for tok, count in bag.items():
-                cols = cache[tok] if with_unigrams else cache[tok][1:]
-                parts.append(cols)
-                weights.append(np.full(cols.size, count, dtype=np.float64))
-                size += cols.size
-            indptr.append(indptr[-1] + size)
+                cols = cache[tok]
+                parts.append(cols[:-1] if drop_unigram else cols)
+                repeats.append(count)
+            per_doc.append(len(bag))
         n = len(docs)
-        rows = [np.repeat(np.arange(n), np.diff(np.asarray(indptr)))]
-        cols = [np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)]
-        vals = [np.concatenate(weights) if weights else np.zeros(0)]
+        sizes = np.fromiter((p.size for p in parts), dtype=np.int64, count=len(parts))
+        doc_of_part = np.repeat(np.arange(n), per_doc)
+        indptr = np.concatenate(([0], np.cumsum(np.bincount(doc_of_part, weights=sizes, minlength=n)))).astype(np.int64)
+        token_block = sp.csr_matrix(
+            (
+                np.repeat(np.asarray(repeats, dtype=np.float64), sizes),
+                np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64),
+                indptr,
+            ),
+            shape=(n, PHRASE_OFFSET),
+        )
         if hi_w >= 2:
             word_hasher, _ = self._get_hashers()
-            longer = word_hasher.transform([_word_ngrams(toks, max(lo_w, 2), hi_w) for toks in docs])
-            rows.append(np.repeat(np.arange(n), np.diff(longer.indptr)))
-            cols.append(longer.indices.astype(np.int64))
-            vals.append(longer.data)
-        # One COO → CSR build: adding two matrices this wide costs time proportional to the width.
-        counts = sp.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(n, WORD_SPACE + CHAR_SPACE),
-        )
+            phrases = word_hasher.transform([_word_ngrams(toks, max(lo_w, 2), hi_w) for toks in docs])
+        else:
+            phrases = sp.csr_matrix((n, WORD_SPACE))
+        counts = sp.hstack([token_block, phrases], format="csr")
         cues = np.vstack([matcher.counts(t) for t in docs]) if matcher else np.zeros((n, 0))
         return counts, cues
 
     def _compact(self, counts: sp.csr_matrix) -> sp.csr_matrix:
-        """Renumber hashed columns to the fitted dense column space, dropping unseen ones."""
+        """Renumber hashed columns to the fitted dense column space, dropping unseen ones; sum repeats."""
         lut = self._get_lut()
         cols = lut[counts.indices]
         keep = cols >= 0
-        row_ids = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+        kept_before = np.concatenate(([0], np.cumsum(keep)))
         out = sp.csr_matrix(
-            (counts.data[keep], (row_ids[keep], cols[keep])), shape=(counts.shape[0], self.columns_.size)
+            (counts.data[keep], cols[keep], kept_before[counts.indptr]),
+            shape=(counts.shape[0], self.columns_.size),
         )
+        out.sum_duplicates()
         return out
 
     def _weight(self, counts: sp.csr_matrix, cues: np.ndarray) -> sp.csr_matrix:
@@ -179,8 +187,8 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
             np.log1p(x.data, out=x.data)
         x = x @ sp.diags(self.idf_)
         blocks = [
-            _l2_rows(x[:, : self.n_word_columns_]),
-            _l2_rows(x[:, self.n_word_columns_ :]) * self.char_weight,
+            _l2_rows(x[:, : self.n_char_columns_]) * self.char_weight,
+            _l2_rows(x[:, self.n_char_columns_ :]),
         ]
         if self.n_cues:
             blocks.append(sp.csr_matrix(np.log1p(cues) * self.cue_weight))
@@ -201,7 +209,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         if columns.size == 0:
             raise ValueError("no n-gram occurs in min_df training texts; too little training text")
         self.columns_ = columns
-        self.n_word_columns_ = int(np.searchsorted(columns, WORD_SPACE))
+        self.n_char_columns_ = int(np.searchsorted(columns, CHAR_SPACE))
         self._lut = None
         n = len(texts)
         self.idf_ = (np.log((1 + n) / (1 + df[columns])) + 1.0).astype(np.float64)
@@ -237,21 +245,29 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
             surface_of.setdefault(tok, surface)
         lo_w, hi_w = self.word_ngram_range
         lo_c, hi_c = self.char_ngram_range
-        word_feats: list[list[tuple[str, float]]] = [[] for _ in order]
+        unigram_feats: list[list[str]] = [[] for _ in order]
+        phrase_feats: list[list[tuple[str, float]]] = [[] for _ in order]
         char_feats: list[list[str]] = [[] for _ in order]
         for i, tok in enumerate(toks):
             r = row_of[tok]
             if lo_w <= 1 <= hi_w:
-                word_feats[r].append((tok, 1.0))
+                unigram_feats[r].append(tok)
             for n in range(max(lo_w, 2), hi_w + 1):
                 if i + n <= len(toks):
                     gram = " ".join(toks[i : i + n])
                     for j in range(i, i + n):
-                        word_feats[row_of[toks[j]]].append((gram, 1.0 / n))
+                        phrase_feats[row_of[toks[j]]].append((gram, 1.0 / n))
             char_feats[r].extend(_char_ngrams(tok, lo_c, hi_c))
-        _, char_hasher = self._get_hashers()
-        word_block = FeatureHasher(WORD_SPACE, input_type="pair", alternate_sign=False).transform(word_feats)
-        raw = sp.hstack([word_block, char_hasher.transform(char_feats)], format="csr")
+        word_hasher, char_hasher = self._get_hashers()
+        phrase_hasher = FeatureHasher(WORD_SPACE, input_type="pair", alternate_sign=False)
+        raw = sp.hstack(
+            [
+                char_hasher.transform(char_feats),
+                word_hasher.transform(unigram_feats),
+                phrase_hasher.transform(phrase_feats),
+            ],
+            format="csr",
+        )
         rows = self._compact(raw).astype(np.float64)
         if self.n_cues:
             cue_block = np.zeros((len(order), self.n_cues))

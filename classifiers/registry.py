@@ -180,9 +180,7 @@ def load_model(models_dir: Path, version: str) -> tuple[FrameClassifier, ModelMe
     except OSError as exc:
         raise CorruptModelError(f"cannot read model file {path}: {exc.strerror}") from None
     if hashlib.sha256(blob).hexdigest() != meta.model_sha256:
-        raise UntrustedModelError(
-            f"model file {path} does not match the sha256 in its metadata; refusing to load it"
-        )
+        raise UntrustedModelError(f"model file {path} does not match the sha256 in its metadata; refusing to load it")
     try:
         found = sio.get_untrusted_types(data=blob)
     except Exception as exc:
@@ -190,8 +188,7 @@ def load_model(models_dir: Path, version: str) -> tuple[FrameClassifier, ModelMe
     unexpected = sorted(set(found) - TRUSTED_TYPES)
     if unexpected:
         raise UntrustedModelError(
-            f"model file {path} contains types outside the trusted list: {', '.join(unexpected)}; "
-            "refusing to load it"
+            f"model file {path} contains types outside the trusted list: {', '.join(unexpected)}; refusing to load it"
         )
     try:
         model = sio.loads(blob, trusted=list(found))

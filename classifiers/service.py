@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from classifiers.corpus import Example
 from classifiers.model import FrameClassifier
 from classifiers.registry import (
     CorruptModelError,
@@ -73,8 +74,7 @@ class FrameTagger:
                     else {}
                 )
                 frames = tuple(
-                    FrameScore(self._ids[k], round(float(proba[i, k]), 4), evidence.get(int(k), ()))
-                    for k in tagged
+                    FrameScore(self._ids[k], round(float(proba[i, k]), 4), evidence.get(int(k), ())) for k in tagged
                 )
                 out.append(Classification(frames=frames, model_version=self._version))
         return out
@@ -86,10 +86,12 @@ def load_tagger(
     now: datetime,
     taxonomy: Taxonomy | None = None,
     progress: Callable[[str], None] | None = None,
+    corpus: Sequence[Example] | None = None,
 ) -> FrameTagger:
     """The active model as a FrameTagger, training one from the shipped corpus if there is none.
 
-    A model refused as untrusted (hash mismatch, unexpected types) is *not* replaced: that error
+    `corpus` replaces the shipped corpus for that first training (tests use a small one). A model
+    refused as untrusted (hash mismatch, unexpected types) is *not* replaced: that error
     propagates, because silently retraining would hide tampering.
     """
     say = progress or log.warning
@@ -100,7 +102,7 @@ def load_tagger(
         say(f"{exc}; training a model from the shipped corpus (this takes a minute)…")
     from classifiers.training import train
 
-    report = train(taxonomy or load_taxonomy(), models_dir, now=now, force=True, progress=say)
+    report = train(taxonomy or load_taxonomy(), models_dir, now=now, corpus=corpus, force=True, progress=say)
     say(f"trained model {report.version}: dev macro-F1 {report.dev.macro_f1:.3f}")
     model, meta = load_model(models_dir, report.version)
     return FrameTagger(model, meta.version)

@@ -45,9 +45,7 @@ class Taxonomy:
         seen: set[str] = set()
         for frame in self.frames:
             if not _ID_RE.match(frame.id):
-                raise TaxonomyError(
-                    f"{self.source}: frame id {frame.id!r} must be lower-case letters, digits and _"
-                )
+                raise TaxonomyError(f"{self.source}: frame id {frame.id!r} must be lower-case letters, digits and _")
             if frame.id in seen:
                 raise TaxonomyError(f"{self.source}: frame id {frame.id!r} is defined twice")
             if not frame.name.strip():

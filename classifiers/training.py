@@ -83,9 +83,7 @@ def predictor(model: FrameClassifier) -> Callable[[Sequence[str]], list[tuple[st
     return predict
 
 
-def prepare_examples(
-    taxonomy: Taxonomy, corpus: Sequence[Example], extra: Sequence[LabeledText] = ()
-) -> list[Example]:
+def prepare_examples(taxonomy: Taxonomy, corpus: Sequence[Example], extra: Sequence[LabeledText] = ()) -> list[Example]:
     """Corpus plus extra labels (an extra label for a corpus text overrides it), validated."""
     try:
         extras = examples_from_labels(list(extra), taxonomy)

@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from framewatch.config import Settings
 from framewatch.wiring import open_database
-from ingest.fetch import fetch_source
+from ingest.fetch import build_fetcher
 from ingest.http import make_client
 from ingest.pipeline import Ingestor, NewPostsHook, PollReport, Tagger
 from ingest.scheduler import add_ingest_job
@@ -53,7 +53,7 @@ async def ingest_once(
             engine=engine,
             settings=settings.ingest,
             client=client,
-            fetch=fetch_source,
+            fetch=build_fetcher(settings.telegram.telethon),
             tagger=tagger,
             on_new_posts=_alert_hook(settings),
         )
@@ -123,7 +123,7 @@ async def run_service(settings: Settings, *, role: str, console: Console) -> Non
                 engine=engine,
                 settings=settings.ingest,
                 client=client,
-                fetch=fetch_source,
+                fetch=build_fetcher(settings.telegram.telethon),
                 tagger=tagger,
                 on_new_posts=_alert_hook(settings),
                 on_source_disabled=_disabled_hook(settings),

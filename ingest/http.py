@@ -110,9 +110,7 @@ class FetchLimits:
         )
 
 
-def make_client(
-    settings: IngestSettings, *, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
+def make_client(settings: IngestSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
     """The one AsyncClient all fetchers share. Redirects are followed by `fetch_url` (bounded, loop-
     checked), and only encodings we decompress ourselves are offered."""
     timeout = settings.timeout.total_seconds()
@@ -302,9 +300,7 @@ async def _fetch(
                 if target in seen:
                     raise FetchError(f"redirect loop ({len(redirects)} hops)", status=status, url=current)
                 if len(redirects) > limits.max_redirects:
-                    raise FetchError(
-                        f"too many redirects (over {limits.max_redirects})", status=status, url=current
-                    )
+                    raise FetchError(f"too many redirects (over {limits.max_redirects})", status=status, url=current)
                 seen.add(target)
                 current = target
                 continue
@@ -326,17 +322,13 @@ def _status_error(response: httpx.Response, *, now: datetime | None) -> FetchErr
     phrase = response.reason_phrase or ""
     reason = f"HTTP {status} {phrase}".strip()
     # 410 Gone is the server saying "stop asking"; everything else may recover and is retried with backoff.
-    return FetchError(
-        reason, status=status, retry_after=retry_after, permanent=status == 410, url=str(response.url)
-    )
+    return FetchError(reason, status=status, retry_after=retry_after, permanent=status == 410, url=str(response.url))
 
 
 async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
     declared = response.headers.get("content-length")
     if declared and declared.strip().isdigit() and int(declared) > max_bytes:
-        raise FetchError(
-            f"response too large ({int(declared)} bytes, limit {max_bytes})", status=response.status_code
-        )
+        raise FetchError(f"response too large ({int(declared)} bytes, limit {max_bytes})", status=response.status_code)
     decoder = _Decoder(response.headers.get("content-encoding", ""), max_bytes)
     async for chunk in response.aiter_raw(_READ_CHUNK):
         decoder.feed(chunk)

@@ -260,9 +260,7 @@ def entry_to_post(
     return post, not contents
 
 
-def parse_feed(
-    data: bytes, *, url: str = "", charset: str | None = None, language: str | None = None
-) -> ParsedFeed:
+def parse_feed(data: bytes, *, url: str = "", charset: str | None = None, language: str | None = None) -> ParsedFeed:
     """Feed bytes (as downloaded) → posts. Raises FeedError if this is not a feed at all."""
     clean, notes = prepare_feed_bytes(data, charset)
     parsed = feedparser.parse(
@@ -285,9 +283,7 @@ def parse_feed(
     posts: dict[str, RawPost] = {}
     summary_only: set[str] = set()
     for entry in entries:
-        post, only_summary = entry_to_post(
-            entry, language=language, feed_language=feed_language, base_url=url
-        )
+        post, only_summary = entry_to_post(entry, language=language, feed_language=feed_language, base_url=url)
         if not (post.title or post.text or post.url):
             continue
         if post.external_id not in posts:  # first occurrence wins; feeds sometimes repeat an item
@@ -338,9 +334,7 @@ async def fetch_feed(
         return FetchResult(FetchStatus.ERROR, error=str(exc), http_status=response.status)
     posts, notes = feed.posts, feed.notes
     if fetch_full_text:
-        wanted = [
-            p for p in posts if p.external_id in feed.summary_only and p.external_id not in skip_full_text
-        ]
+        wanted = [p for p in posts if p.external_id in feed.summary_only and p.external_id not in skip_full_text]
         posts, more = await _with_full_text(client, posts, wanted, feed.summary_only, limits, language)
         notes += more
     return FetchResult(

@@ -228,9 +228,7 @@ async def fetch_channel(
             response = await fetch_url(client, url, limits=limits, accept=HTML_ACCEPT, now=now)
             if _lost_preview(response, base):
                 raise FetchError(NO_PREVIEW, permanent=True, status=response.status, url=url)
-            page = await asyncio.to_thread(
-                parse_channel_page, response.body, channel=channel, language=language
-            )
+            page = await asyncio.to_thread(parse_channel_page, response.body, channel=channel, language=language)
             if page.error:
                 raise FetchError(page.error, status=response.status, url=url)
         except FetchError as exc:

@@ -106,9 +106,7 @@ def _error_result(exc: BaseException) -> FetchResult:
     name = type(exc).__name__
     if name == "FloodWaitError":
         seconds = float(getattr(exc, "seconds", 60) or 60)
-        return FetchResult(
-            FetchStatus.ERROR, error=f"Telegram flood wait ({seconds:g}s)", retry_after_seconds=seconds
-        )
+        return FetchResult(FetchStatus.ERROR, error=f"Telegram flood wait ({seconds:g}s)", retry_after_seconds=seconds)
     if name in _PERMANENT_ERRORS or (isinstance(exc, ValueError) and "username" in str(exc).lower()):
         return FetchResult(FetchStatus.ERROR, error=f"channel not readable: {name}", permanent=True)
     return FetchResult(FetchStatus.ERROR, error=f"telethon: {name}")

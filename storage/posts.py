@@ -100,6 +100,9 @@ def store_posts(
         row = existing.get(external_id)
         if row is None:
             fresh.append(_row(source_id, item, canonical, digest, now, from_backfill))
+        elif getattr(item, "summary_only", False) and row.text:
+            # The article page could not be fetched this time: keep the full text we already have.
+            result.unchanged += 1
         elif row.content_hash != digest:
             row.title, row.text, row.content_hash = item.title, item.text, digest
             row.edited, row.edited_at = True, now

@@ -13,6 +13,7 @@ the text first and only then adds tags (see snippet_to_html).
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,10 +36,13 @@ PLAIN_SNIPPET_CHARS = 240
 _SORT_COST = 1.5  # per match: fetch its post row and sort it
 _SET_COST = 0.12  # per match: add its id to a temporary set
 _WALK_COST = 0.45  # per post walked on the date index and checked against the set
-COUNT_CAP_MIN = 10_000  # count matches up to max(this, posts / 8); beyond that a word is just "common"
-# PostgreSQL: how many of the newest posts to check before falling back to the GIN index.
+_PROBE_COST = 35.0  # per post walked and looked up in FTS, for a one-term query
+_PROBE_COST_MULTI = 400.0  # the same when several terms must be looked up
+# PostgreSQL (see _postgres_ids): newest posts checked first, and the text-match count that makes
+# fetching every match from the GIN index too dear.
 PG_WALK = 1000
 PG_WALK_PER_ROW = 20
+PG_COUNT_CAP = 5000
 
 _POST: sa.Table = Post.__table__  # type: ignore[attr-defined]
 _FRAME: sa.Table = PostFrame.__table__  # type: ignore[attr-defined]
@@ -176,9 +180,7 @@ def _source_ids(names: Sequence[str], session: Session) -> list[int]:
     found: dict[str, int] = {name: id_ for name, id_ in session.execute(stmt)}
     missing = [name for name in names if name not in found]
     if missing:
-        by_folded = {
-            name.casefold(): id_ for name, id_ in session.execute(sa.select(_SOURCE.c.name, _SOURCE.c.id))
-        }
+        by_folded = {name.casefold(): id_ for name, id_ in session.execute(sa.select(_SOURCE.c.name, _SOURCE.c.id))}
         unknown = [name for name in missing if name.casefold() not in by_folded]
         if unknown:
             shown = ", ".join(repr(name) for name in unknown)
@@ -214,8 +216,7 @@ def _sqlite_ids(
     "sort" looks every match up and sorts by date: best for rare terms. "set" collects the matching ids
     into a temporary set and walks the date index newest first until the page is full: best for most
     terms. "probe" walks the date index and asks FTS about each post: best for very common words, where
-    building the set would cost more than the few dozen probes needed (a probe costs 25-400 µs, so it
-    is only worth it for those).
+    building the set would cost more than the few dozen probes needed.
     """
     conditions = list(conditions)
     if not parsed.has_text:
@@ -226,14 +227,17 @@ def _sqlite_ids(
         if parsed.excluded:
             expression += " NOT " + _fts5_any(parsed.excluded)
         posts = session.execute(sa.select(sa.func.max(_POST.c.id))).scalar_one() or 0
-        cap = max(COUNT_CAP_MIN, posts // 8)
+        terms = sum(len(c.terms) for c in parsed.clauses) + len(parsed.excluded)
+        probe_cost = _PROBE_COST if terms == 1 else _PROBE_COST_MULTI
+        # Beyond this many matches, probing beats building the set (equal cost: set·M = probe·walk).
+        cap = 1 + int(math.sqrt(probe_cost / _SET_COST * (offset + limit) * posts))
         capped = sa.select(_FTS.c.rowid).where(_fts5_match(expression)).limit(cap).subquery()
         matches = session.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one()
         if matches == 0:
             return []
         walk = (offset + limit) * posts / matches  # posts walked newest first until the page is full
         if matches >= cap:
-            plan = "probe"  # in over 1/8 of all posts: a few dozen probes fill the page
+            plan = "probe"
         else:
             plan = "sort" if _SORT_COST * matches <= _SET_COST * matches + _WALK_COST * walk else "set"
         candidates = sa.select(_FTS.c.rowid).where(_fts5_match(expression))
@@ -298,33 +302,53 @@ def _tsquery_positive(clauses: Sequence[Clause]) -> sa.ColumnElement[Any]:
 def _postgres_ids(
     parsed: ParsedQuery, conditions: list[sa.ColumnElement[bool]], session: Session, limit: int, offset: int
 ) -> list[int]:
-    """First look for the page among the newest dated posts only (a bounded walk of the date index);
-    if they do not fill it, let the GIN index find every match and sort those.
+    """Find the page by the cheapest route PostgreSQL's LIMIT planning would not reliably pick itself.
 
-    The walk is exact, not a guess: when the newest W posts hold a full page of matches, no older post
-    can belong on it. Without the bound, PostgreSQL's LIMIT planning may walk the whole table for a
-    rare word; without the walk, a common word means fetching and sorting every match.
+    1. Check only the newest few hundred dated posts (a bounded walk of the date index). Exact, not a
+       guess: if they hold a full page of matches, no older post can belong on it. Common words end here.
+    2. Count the text matches, up to a cap. Few: let the GIN index fetch them all and sort them.
+    3. Many, yet a selective filter kept step 1 from filling the page: walk the date index until it does.
+    Undated posts sort last, so whenever dated ones cannot fill the page the full, NULLS LAST query runs.
     """
     conditions = list(conditions)
+    text_query = None
     if parsed.has_text:
-        query = _tsquery_positive(parsed.clauses)
+        text_query = _tsquery_positive(parsed.clauses)
         if parsed.excluded:
-            query = sa.func.tsquery_and(query, sa.func.tsquery_not(_tsquery_any(parsed.excluded)))
-        conditions.append(_SEARCH_VECTOR.op("@@", is_comparison=True)(query))
+            text_query = sa.func.tsquery_and(text_query, sa.func.tsquery_not(_tsquery_any(parsed.excluded)))
+        conditions.append(_matches_tsquery(text_query))
     elif parsed.excluded:
-        conditions.append(sa.not_(_SEARCH_VECTOR.op("@@", is_comparison=True)(_tsquery_any(parsed.excluded))))
+        conditions.append(sa.not_(_matches_tsquery(_tsquery_any(parsed.excluded))))
     newest_first = (_POST.c.published_at.desc(), _POST.c.id.desc())  # DESC NULLS FIRST: the index order
-    dated = [_POST.c.published_at.is_not(None)]
-    if parsed.has_text:
+
+    def dated_page(*extra: sa.ColumnElement[bool]) -> list[int]:
+        stmt = sa.select(_POST.c.id).where(*conditions, _POST.c.published_at.is_not(None), *extra)
+        return list(session.scalars(stmt.order_by(*newest_first).limit(limit).offset(offset)))
+
+    if text_query is not None:
         window = PG_WALK + PG_WALK_PER_ROW * (offset + limit)
-        recent = sa.select(_POST.c.id).where(*dated, *_time_conditions(parsed))
-        dated.append(_POST.c.id.in_(recent.order_by(*newest_first).limit(window)))
-    first = sa.select(_POST.c.id).where(*conditions, *dated).order_by(*newest_first)
-    ids = [row[0] for row in session.execute(first.limit(limit).offset(offset))]
+        recent = sa.select(_POST.c.id).where(_POST.c.published_at.is_not(None), *_time_conditions(parsed))
+        ids = dated_page(_POST.c.id.in_(recent.order_by(*newest_first).limit(window)))
+        if len(ids) == limit:
+            return ids
+        capped = sa.select(_POST.c.id).where(_matches_tsquery(text_query)).limit(PG_COUNT_CAP).subquery()
+        if session.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one() < PG_COUNT_CAP:
+            return _postgres_full_page(conditions, session, limit, offset)
+    ids = dated_page()
     if len(ids) == limit:
         return ids
+    return _postgres_full_page(conditions, session, limit, offset)
+
+
+def _matches_tsquery(query: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    return _SEARCH_VECTOR.op("@@", is_comparison=True)(query)
+
+
+def _postgres_full_page(
+    conditions: list[sa.ColumnElement[bool]], session: Session, limit: int, offset: int
+) -> list[int]:
     stmt = _ordered(sa.select(_POST.c.id).where(*conditions), "postgresql").limit(limit).offset(offset)
-    return [row[0] for row in session.execute(stmt)]
+    return list(session.scalars(stmt))
 
 
 def _postgres_snippets(parsed: ParsedQuery, ids: list[int], session: Session) -> dict[int, tuple[str, str]]:

@@ -35,9 +35,7 @@ async def _error(client: httpx.AsyncClient, url: str, limits: FetchLimits = LIMI
 
 
 async def test_plain_get_sends_user_agent_and_returns_validators(local_server: LocalServer, client) -> None:
-    local_server.route(
-        "/feed", Reply(body=b"<rss/>", etag='"v1"', last_modified="Tue, 05 Mar 2024 10:00:00 GMT")
-    )
+    local_server.route("/feed", Reply(body=b"<rss/>", etag='"v1"', last_modified="Tue, 05 Mar 2024 10:00:00 GMT"))
     response = await fetch_url(client, local_server.url("/feed"), limits=LIMITS, accept="application/rss+xml")
     assert (response.status, response.body, response.etag) == (200, b"<rss/>", '"v1"')
     assert response.last_modified == "Tue, 05 Mar 2024 10:00:00 GMT"
@@ -69,12 +67,8 @@ async def test_gzip_and_deflate_bodies_are_decompressed(local_server: LocalServe
     raw_deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
     local_server.route("/gz", Reply(body=body, gzip=True))
     local_server.route("/zlib", Reply(body=zlib.compress(body), encoded="deflate"))
-    local_server.route(
-        "/raw", Reply(body=raw_deflate.compress(body) + raw_deflate.flush(), encoded="deflate")
-    )
-    local_server.route(
-        "/multi", Reply(body=gzip.compress(body[:100]) + gzip.compress(body[100:]), encoded="gzip")
-    )
+    local_server.route("/raw", Reply(body=raw_deflate.compress(body) + raw_deflate.flush(), encoded="deflate"))
+    local_server.route("/multi", Reply(body=gzip.compress(body[:100]) + gzip.compress(body[100:]), encoded="gzip"))
     for path in ("/gz", "/zlib", "/raw", "/multi"):
         assert (await fetch_url(client, local_server.url(path), limits=LIMITS)).body == body, path
     assert local_server.requests("/gz")[0].headers["accept-encoding"] == "gzip, deflate"

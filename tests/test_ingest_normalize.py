@@ -128,9 +128,7 @@ def test_to_utc(value: object, expected: datetime) -> None:
     assert result == expected and result is not None and result.tzinfo is UTC
 
 
-@pytest.mark.parametrize(
-    "value", [None, "", "not a date", "9999-99-99", "0001-01-01T00:00:00", True, 1e30, "x" * 500]
-)
+@pytest.mark.parametrize("value", [None, "", "not a date", "9999-99-99", "0001-01-01T00:00:00", True, 1e30, "x" * 500])
 def test_to_utc_rejects_garbage(value: object) -> None:
     assert to_utc(value) is None
 

@@ -40,15 +40,12 @@ def test_rss_fixture_exact_fields() -> None:
         url="https://wire.example.com/europe/grain-talks?page=2",
         title="Grain corridor talks resume in Istanbul",
         text=(
-            "Negotiators met for the first time since January.\n\n"
-            "No agreement was announced after six hours of talks."
+            "Negotiators met for the first time since January.\n\nNo agreement was announced after six hours of talks."
         ),
         published_at=datetime(2024, 3, 5, 6, 12, tzinfo=UTC),
         language="en",
     )
-    assert (
-        second.external_id == "https://wire.example.com/europe/ceasefire-analysis"
-    )  # no guid: canonical link
+    assert second.external_id == "https://wire.example.com/europe/ceasefire-analysis"  # no guid: canonical link
     assert second.title == "Analysis: why the ceasefire keeps failing & what comes next"
     assert second.text == (
         "Three reasons\n\nFirst, neither side controls all of its own units.\n"
@@ -167,9 +164,10 @@ def test_strip_doctype_handles_quotes_brackets_and_comments() -> None:
     text = '<?xml version="1.0"?>\n<!-- c --><!DOCTYPE x [ <!ENTITY a "]>" > <!ENTITY b \'>\'> ]><rss/>'
     assert strip_doctype(text) == ('<?xml version="1.0"?>\n<!-- c --><rss/>', True)
     assert strip_doctype("<rss><!DOCTYPE in body></rss>") == ("<rss><!DOCTYPE in body></rss>", False)
-    assert strip_doctype(
-        '<!DOCTYPE rss PUBLIC "-//Netscape//DTD RSS 0.91//EN" "http://x/rss.dtd"><rss/>'
-    ) == ("<rss/>", True)
+    assert strip_doctype('<!DOCTYPE rss PUBLIC "-//Netscape//DTD RSS 0.91//EN" "http://x/rss.dtd"><rss/>') == (
+        "<rss/>",
+        True,
+    )
 
 
 def test_malformed_xml_is_read_leniently() -> None:
@@ -248,10 +246,7 @@ def test_decode_document_boms() -> None:
     assert decode_document("<rss/>".encode("utf-16"))[0] == "<rss/>"
 
 
-_ITEM = (
-    '<rss version="2.0"><channel><item><title>{0}</title>'
-    "<description>{0}</description></item></channel></rss>"
-)
+_ITEM = '<rss version="2.0"><channel><item><title>{0}</title><description>{0}</description></item></channel></rss>'
 
 
 @settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
@@ -276,9 +271,7 @@ def test_prepare_feed_bytes_always_yields_utf8(data: bytes) -> None:
 # -- fetch_feed against a live server ------------------------------------------------------------------
 
 
-async def test_fetch_feed_then_conditional_poll_returns_not_modified(
-    local_server: LocalServer, client
-) -> None:
+async def test_fetch_feed_then_conditional_poll_returns_not_modified(local_server: LocalServer, client) -> None:
     local_server.route(
         "/rss",
         Reply(
@@ -288,9 +281,7 @@ async def test_fetch_feed_then_conditional_poll_returns_not_modified(
             last_modified="Tue, 05 Mar 2024 10:30:00 GMT",
         ),
     )
-    first = await fetch_feed(
-        client, url=local_server.url("/rss"), etag=None, last_modified=None, settings=SETTINGS
-    )
+    first = await fetch_feed(client, url=local_server.url("/rss"), etag=None, last_modified=None, settings=SETTINGS)
     assert first.status is FetchStatus.OK and len(first.posts) == 4
     assert (first.etag, first.last_modified, first.http_status) == (
         '"wire-1"',
@@ -314,9 +305,7 @@ async def test_fetch_feed_then_conditional_poll_returns_not_modified(
 async def test_fetch_feed_gzip_and_http_charset(local_server: LocalServer, client) -> None:
     body = _cyrillic("cp1251", "utf-8")
     local_server.route("/ru", Reply(body=body, gzip=True, content_type="text/xml; charset=windows-1251"))
-    result = await fetch_feed(
-        client, url=local_server.url("/ru"), etag=None, last_modified=None, settings=SETTINGS
-    )
+    result = await fetch_feed(client, url=local_server.url("/ru"), etag=None, last_modified=None, settings=SETTINGS)
     assert result.status is FetchStatus.OK
     assert result.posts[0].title == "Мэрия отчиталась о ремонте дорог"
 
@@ -334,9 +323,7 @@ async def test_fetch_feed_errors_become_results(
     local_server: LocalServer, client, reply: Reply, error: str, retry_after: float | None
 ) -> None:
     local_server.route("/bad", reply)
-    result = await fetch_feed(
-        client, url=local_server.url("/bad"), etag=None, last_modified=None, settings=SETTINGS
-    )
+    result = await fetch_feed(client, url=local_server.url("/bad"), etag=None, last_modified=None, settings=SETTINGS)
     assert result.status is FetchStatus.ERROR and result.posts == ()
     assert result.error is not None and result.error.startswith(error)
     assert result.retry_after_seconds == retry_after

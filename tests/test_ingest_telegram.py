@@ -85,9 +85,7 @@ def _message(post: str, body: str) -> str:
 def test_missing_and_broken_attributes_are_skipped_not_fatal() -> None:
     html = "".join(
         [
-            _message(
-                "chan/10", '<div class="tgme_widget_message_text js-message_text">no date, no views</div>'
-            ),
+            _message("chan/10", '<div class="tgme_widget_message_text js-message_text">no date, no views</div>'),
             _message("chan/", '<div class="tgme_widget_message_text">no id</div>'),
             _message("chan/abc", '<div class="tgme_widget_message_text">bad id</div>'),
             _message("chan/99999999999999999999", '<div class="tgme_widget_message_text">huge id</div>'),
@@ -123,9 +121,7 @@ def test_text_inside_scripts_never_becomes_a_post() -> None:
         '<script>var t = \'<div class="tgme_widget_message" data-post="c/7">'
         '<div class="tgme_widget_message_text">fake</div></div>\';</script>'
     )
-    page = parse_channel_page(
-        html + _message("c/8", '<div class="tgme_widget_message_text">real</div>'), channel="c"
-    )
+    page = parse_channel_page(html + _message("c/8", '<div class="tgme_widget_message_text">real</div>'), channel="c")
     assert page.ids == [8]
 
 
@@ -273,9 +269,7 @@ async def test_cursor_never_goes_backwards(local_server: LocalServer, client) ->
 
 async def test_channel_without_public_preview_is_a_permanent_error(local_server: LocalServer, client) -> None:
     local_server.route("/s/closed_channel", Reply.redirect("/closed_channel"))
-    local_server.route(
-        "/closed_channel", Reply(body=b"<html><div class='tgme_page'>Join channel</div></html>")
-    )
+    local_server.route("/closed_channel", Reply(body=b"<html><div class='tgme_page'>Join channel</div></html>"))
     result = await fetch_channel(
         client,
         base=local_server.url("/s/"),

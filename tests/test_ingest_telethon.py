@@ -54,9 +54,7 @@ def test_forwarded_edited_photo_message() -> None:
 
 
 def test_forward_from_a_channel_uses_resolved_names() -> None:
-    fwd = types.MessageFwdHeader(
-        date=datetime(2024, 3, 1, tzinfo=UTC), from_id=types.PeerChannel(channel_id=77)
-    )
+    fwd = types.MessageFwdHeader(date=datetime(2024, 3, 1, tzinfo=UTC), from_id=types.PeerChannel(channel_id=77))
     message = _message(id=13, message="x", fwd_from=fwd)
     assert message_to_post(message, channel="c", forwarded_names={77: "Origin"}).forwarded_from == "Origin"  # type: ignore[union-attr]
     assert message_to_post(message, channel="c").forwarded_from == "id77"  # type: ignore[union-attr]

@@ -275,9 +275,7 @@ def test_filters_by_hand(engine: sa.Engine, corpus: dict[str, int]) -> None:
         "uk_wagner", "uk_kyiv", "uk_partisans", "uk_apostrophe", "uk_mixed", "uk_old",
     ]  # fmt: skip
     wire = found(engine, "source:wire-world", corpus)
-    assert wire[-1] == "en_undated" and "en_undated" not in found(
-        engine, "source:wire-world since:2000-01-01", corpus
-    )
+    assert wire[-1] == "en_undated" and "en_undated" not in found(engine, "source:wire-world since:2000-01-01", corpus)
     assert found(engine, "frame:military_rift frame:nazi_ukraine", corpus) == ["ru_nazi"]
     # until: with a bare date keeps that whole day; since: is inclusive at the exact instant.
     assert found(engine, "wagner until:2023-05-15", corpus) == ["en_old"]
@@ -330,9 +328,7 @@ def test_hits_carry_post_details(engine: sa.Engine, corpus: dict[str, int]) -> N
     [("вагнер", "вагнер"), ("Prigozhin", "prigozhin"), ('"march on moscow"', "march on moscow"),
      ("ппо", "ппо"), ("alert", "alert"), ("wagner OR вагнер", "")],
 )  # fmt: skip
-def test_snippets_mark_the_matches(
-    engine: sa.Engine, corpus: dict[str, int], query: str, marked: str
-) -> None:
+def test_snippets_mark_the_matches(engine: sa.Engine, corpus: dict[str, int], query: str, marked: str) -> None:
     with Session(engine) as session:
         page = search_posts(query, session=session, now=NOW, limit=50)
     assert page.hits
@@ -392,15 +388,16 @@ def test_generated_queries_match_the_reference(engine: sa.Engine, corpus: dict[s
 # -- every query plan gives the same answer --------------------------------------------------------------
 
 # Each plan wins when the others are priced out; the corpus is small, so left alone the cost model
-# would always pick the same one. (PostgreSQL: a window of 2 posts makes the fallback run for nearly
-# every query, an unbounded one makes the bounded walk answer most, a small one mixes both.)
+# would always pick the same one. (PostgreSQL: a window of 2 posts sends nearly every query on to the
+# later steps, a huge one answers most in the first, a small one mixes them.)
 PLANS = {
     "sqlite-sort": {"_SET_COST": 1e9},
     "sqlite-set": {"_SORT_COST": 1e9},
-    "sqlite-probe": {"COUNT_CAP_MIN": 0},
-    "postgres-fallback": {"PG_WALK": 2, "PG_WALK_PER_ROW": 0},
-    "postgres-walk": {"PG_WALK": 10_000, "PG_WALK_PER_ROW": 0},
+    "sqlite-probe": {"_PROBE_COST": 0.0, "_PROBE_COST_MULTI": 0.0},
+    "postgres-gin": {"PG_WALK": 2, "PG_WALK_PER_ROW": 0},
+    "postgres-window": {"PG_WALK": 10_000, "PG_WALK_PER_ROW": 0},
     "postgres-small-window": {"PG_WALK": 4, "PG_WALK_PER_ROW": 1},
+    "postgres-walk": {"PG_WALK": 2, "PG_WALK_PER_ROW": 0, "PG_COUNT_CAP": 1},
 }
 
 

@@ -1,0 +1,155 @@
+"""How the bot runs: run_bot_until (what `framewatch run` awaits), token redaction, errors, console mode."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import socket
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import select
+
+from bot.alerts import enqueue_alerts
+from bot.app import build_application, deliver_to_console, run_bot, run_bot_until
+from framewatch.logs import RedactingFilter, setup_logging
+from storage.models import Outbox, utcnow
+from tests.fakebotapi import FakeBotAPI
+from tests.test_bot_support import (
+    ADMIN,
+    USER,
+    add_post,
+    add_source,
+    add_subscriber,
+    ask,
+    db,
+    make_settings,
+    running_bot,
+    taxonomy,
+    visible,
+)
+
+# A token that does not even look like one, so only the registered secret can hide it.
+ODD_TOKEN = "odd-token_WITHOUT.the-usual-shape"
+
+
+@pytest.fixture
+def captured_log() -> Iterator[io.StringIO]:
+    """The product's own logging setup (root handler with the redacting filter) writing into a buffer."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers = [h for h in root.handlers if not any(isinstance(f, RedactingFilter) for f in h.filters)]
+    setup_logging("DEBUG")
+    ours = [h for h in root.handlers if any(isinstance(f, RedactingFilter) for f in h.filters)]
+    buffer = io.StringIO()
+    for handler in ours:
+        handler.setStream(buffer)  # type: ignore[attr-defined]
+    try:
+        yield buffer
+    finally:
+        root.handlers, _ = saved
+        root.setLevel(saved[1])
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+async def test_token_never_reaches_the_logs(engine: sa.Engine, captured_log: io.StringIO) -> None:
+    async with FakeBotAPI(ODD_TOKEN) as fake:
+        async with running_bot(engine, fake, token=ODD_TOKEN):
+            fake.add_fault("5xx", method="sendMessage", chat_id=USER)
+            await ask(fake, ADMIN, "/help")
+            fake.push_text(USER, "/help")  # its reply fails: the error handler logs the exception
+            await fake.wait_for(lambda: any(c.status == 500 for c in fake.calls), 10)
+            await asyncio.sleep(0.3)
+    text = captured_log.getvalue()
+    assert "HTTP Request: POST http://127.0.0.1" in text and "[REDACTED]" in text  # URLs were logged...
+    assert "error while handling an update" in text and "Internal Server Error" in text
+    assert ODD_TOKEN not in text  # ...without the token
+
+
+async def test_run_bot_until_serves_until_stopped(engine: sa.Engine) -> None:
+    async with FakeBotAPI(ODD_TOKEN) as fake:
+        settings = make_settings(fake, token=ODD_TOKEN)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_bot_until(settings, engine=engine, stop=stop))
+        assert "Hello!" in visible(await ask(fake, USER, "/start", timeout=30))
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        assert not fake.violations
+    assert [c.method for c in fake.calls][:1] == ["getMe"]
+
+
+async def test_an_alert_reaches_the_subscriber_within_a_poll(engine: sa.Engine) -> None:
+    """The "done when": /start, /subscribe military_rift, a matching post appears → the alert arrives."""
+    async with FakeBotAPI(ODD_TOKEN) as fake, running_bot(engine, fake, token=ODD_TOKEN):
+        await ask(fake, USER, "/start")
+        await ask(fake, USER, "/subscribe military_rift")
+        with db(engine) as session:  # what the ingest pipeline's hook does after tagging a new post
+            post = add_post(session, add_source(session, "wire"), published_at=utcnow())
+            enqueue_alerts([post.id or 0], session=session, now=utcnow(), settings=make_settings())
+        (_, _, alert) = await fake.wait_sent(USER, 3)
+        assert visible(str(alert.params["text"])).startswith("🔔 Military rift (Wagner vs MoD) 0.90")
+
+
+def test_build_application_needs_a_token(engine: sa.Engine) -> None:
+    settings = make_settings()
+    settings.telegram.token = None
+    with pytest.raises(ValueError, match="console mode"):
+        build_application(settings, engine=engine)
+
+
+def test_console_mode_prints_and_marks_sent(engine: sa.Engine) -> None:
+    settings = make_settings()
+    with db(engine) as session:
+        add_subscriber(session, USER)
+        post = add_post(session, add_source(session, "wire<x>"), title="A & B", published_at=utcnow())
+        enqueue_alerts([post.id or 0], session=session, now=utcnow(), settings=settings)
+    out = io.StringIO()
+    assert deliver_to_console(engine=engine, settings=settings, taxonomy=taxonomy(), now=utcnow(), out=out) == 1
+    assert deliver_to_console(engine=engine, settings=settings, taxonomy=taxonomy(), now=utcnow(), out=out) == 0
+    text = out.getvalue()
+    assert "wire<x>" in text and "A & B" in text and "&amp;" not in text and "<b>" not in text
+    with db(engine) as session:
+        (row,) = session.exec(select(Outbox)).all()
+    assert row.status == "sent"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_webhook_mode_checks_the_secret(engine: sa.Engine) -> None:
+    pytest.importorskip("tornado", reason="webhook mode needs python-telegram-bot[webhooks]")
+    import httpx
+
+    port = _free_port()
+    async with FakeBotAPI(ODD_TOKEN) as fake:
+        settings = make_settings(
+            fake,
+            token=ODD_TOKEN,
+            mode="webhook",
+            webhook_listen="127.0.0.1",
+            webhook_port=port,
+            webhook_url=f"http://127.0.0.1:{port}/hook",
+            webhook_secret="s3cret-value",
+        )
+        app = build_application(settings, engine=engine)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_bot(app, settings, stop=stop))
+        await fake.wait_for(lambda: fake.webhook_url, 30)
+        update = {"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": fake.chat(USER),
+                  "from": fake.user(USER), "text": "/start",
+                  "entities": [{"type": "bot_command", "offset": 0, "length": 6}]}}  # fmt: skip
+        async with httpx.AsyncClient() as client:
+            bad = await client.post(f"http://127.0.0.1:{port}/hook", json=update)
+            good = await client.post(
+                f"http://127.0.0.1:{port}/hook", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-value"}
+            )
+        assert bad.status_code == 403 and good.status_code == 200
+        await fake.wait_sent(USER)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert fake.calls_to("setWebhook")[0].params["secret_token"] == "s3cret-value"

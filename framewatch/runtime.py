@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from rich.console import Console
+from rich.progress import Progress
 from sqlmodel import Session
 
 from framewatch.config import Settings
@@ -57,7 +58,16 @@ async def ingest_once(
             tagger=tagger,
             on_new_posts=_alert_hook(settings),
         )
-        reports = await ingestor.run_once(names)
+        if console is not None and console.is_terminal:
+            with Progress(console=console, transient=True) as bar:
+                task = bar.add_task("polling sources", total=None)
+
+                def advance(total: int, report: PollReport) -> None:
+                    bar.update(task, total=total, advance=1, description=f"polled {report.source}")
+
+                reports = await ingestor.run_once(names, progress=advance)
+        else:
+            reports = await ingestor.run_once(names)
     known = {r.source for r in reports}
     missing = [n for n in names if n not in known]
     reports += [PollReport(n, "skipped", error="no such enabled source") for n in missing]

@@ -208,11 +208,20 @@ class Ingestor:
 
     # -- driving many polls ------------------------------------------------------------------
 
-    async def run_once(self, names: Sequence[str] = ()) -> list[PollReport]:
-        """Poll the named sources (all enabled ones if none) now, whether due or not; wait for all."""
+    async def run_once(
+        self, names: Sequence[str] = (), *, progress: Callable[[int, PollReport], None] | None = None
+    ) -> list[PollReport]:
+        """Poll the named sources (all enabled ones if none) now, whether due or not; wait for all.
+
+        `progress(total, report)` is called as each source finishes (the CLI's progress bar)."""
         now = self.clock()
         states = await asyncio.to_thread(self._lease_named, names, now)
-        return list(await asyncio.gather(*(self.poll(s) for s in states)))
+        tasks = [asyncio.create_task(self.poll(s)) for s in states]
+        for done in asyncio.as_completed(tasks):
+            report = await done
+            if progress is not None:
+                progress(len(tasks), report)
+        return [t.result() for t in tasks]
 
     def _lease_named(self, names: Sequence[str], now: datetime) -> list[SourceState]:
         with session_scope(self.engine) as session:

@@ -150,14 +150,22 @@ def build_application(
 
 
 async def run_bot(
-    app: Application[Any, Any, Any, Any, Any, Any], settings: Settings, *, stop: asyncio.Event | None = None
+    app: Application[Any, Any, Any, Any, Any, Any],
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    receive_updates: bool = True,
 ) -> None:
-    """Run until `stop` is set (forever without one), polling or behind a webhook as configured."""
+    """Run until `stop` is set (forever without one), polling or behind a webhook as configured.
+
+    receive_updates=False runs only the jobs (outbox delivery, digests): extra delivery workers on
+    PostgreSQL, beside the one process that receives updates (Telegram allows one getUpdates consumer).
+    """
     tg = settings.telegram
     async with app:
         await app.start()
         assert app.updater is not None
-        if tg.mode == "webhook":
+        if receive_updates and tg.mode == "webhook":
             assert tg.webhook_url is not None
             try:
                 await app.updater.start_webhook(
@@ -173,7 +181,7 @@ async def run_bot(
                 raise RuntimeError(
                     f"webhook mode needs python-telegram-bot[webhooks] (tornado): {exc}"
                 ) from None
-        else:
+        elif receive_updates:
             await app.updater.start_polling(allowed_updates=Update.ALL_TYPES)
         try:
             await (stop or asyncio.Event()).wait()
@@ -192,14 +200,14 @@ async def run_bot_until(
     models: ModelOps | None = None,
     on_model_change: Callable[[], None] | None = None,
 ) -> None:
-    """What `framewatch run` awaits: the bot (commands, delivery, digests) until `stop` is set."""
-    del role  # every role that reaches here serves the bot; ingest-only runs never call it
+    """What `framewatch run` awaits until `stop` is set: role "all"/"bot" receive commands and deliver;
+    role "deliver" only delivers (outbox and digests), for extra workers sharing a PostgreSQL database."""
     if models is None:
         from bot.models import registry_ops
 
         models = registry_ops(settings)
     app = build_application(settings, engine=engine, models=models, on_model_change=on_model_change)
-    await run_bot(app, settings, stop=stop)
+    await run_bot(app, settings, stop=stop, receive_updates=role != "deliver")
 
 
 def render_console(row: Outbox, *, engine: sa.Engine, settings: Settings, taxonomy: Taxonomy) -> str | None:

@@ -93,6 +93,8 @@ class IngestSettings(_Section):
     max_backoff: Duration = timedelta(hours=6)
     disable_after_failures: int = Field(default=20, ge=1)
     tick: Duration = timedelta(seconds=5)
+    # How long a worker owns a source it is polling; unset = derived from timeout × (backfill_pages + 2).
+    lease: Duration | None = None
 
     @field_validator("telegram_web_base")
     @classmethod

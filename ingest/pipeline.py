@@ -99,6 +99,8 @@ class Ingestor:
     def lease(self) -> timedelta:
         # Longer than the slowest legitimate poll (every backfill page timing out), so a live worker
         # never loses its lease; short enough that a dead worker's sources come back within minutes.
+        if self.settings.lease is not None:
+            return self.settings.lease
         return self.settings.timeout * (self.settings.backfill_pages + 2) + timedelta(seconds=30)
 
     def _host_semaphore(self, state: SourceState) -> asyncio.Semaphore:

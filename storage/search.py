@@ -13,6 +13,7 @@ the text first and only then adds tags (see snippet_to_html).
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -38,11 +39,11 @@ _SET_COST = 0.12  # per match: add its id to a temporary set
 _WALK_COST = 0.45  # per post walked on the date index and checked against the set
 _PROBE_COST = 35.0  # per post walked and looked up in FTS, for a one-term query
 _PROBE_COST_MULTI = 400.0  # the same when several terms must be looked up
-# PostgreSQL (see _postgres_ids): newest posts checked first, and the text-match count that makes
-# fetching every match from the GIN index too dear.
+# PostgreSQL (see _postgres_ids): newest posts checked first, and the estimated number of text matches
+# up to which fetching them all through the GIN index beats walking the date index.
 PG_WALK = 1000
 PG_WALK_PER_ROW = 20
-PG_COUNT_CAP = 5000
+PG_GIN_ROWS = 20_000
 
 _POST: sa.Table = Post.__table__  # type: ignore[attr-defined]
 _FRAME: sa.Table = PostFrame.__table__  # type: ignore[attr-defined]
@@ -111,11 +112,11 @@ def search_posts(
     """
     parsed = query if isinstance(query, ParsedQuery) else parse_query(query, now=now)
     _check_paging(limit, offset)
-    conditions = _filter_conditions(parsed, session)
+    source_ids = _source_ids(parsed.sources, session)
     if session.get_bind().dialect.name == "sqlite":
-        ids = _sqlite_ids(parsed, conditions, session, limit + 1, offset)
+        ids = _sqlite_ids(parsed, _filter_conditions(parsed, source_ids), session, limit + 1, offset)
     else:
-        ids = _postgres_ids(parsed, conditions, session, limit + 1, offset)
+        ids = _postgres_ids(parsed, source_ids, session, limit + 1, offset)
     return _page(parsed, ids, session, limit, offset, highlight=True)
 
 
@@ -128,7 +129,7 @@ def search_posts_like(
     """
     parsed = query if isinstance(query, ParsedQuery) else parse_query(query, now=now)
     _check_paging(limit, offset)
-    conditions = _filter_conditions(parsed, session)
+    conditions = _filter_conditions(parsed, _source_ids(parsed.sources, session))
     conditions += [sa.or_(*(_like(t) for t in c.terms)) for c in parsed.clauses]
     conditions += [sa.not_(_like(t)) for t in parsed.excluded]
     stmt = sa.select(_POST.c.id).where(*conditions)
@@ -153,15 +154,19 @@ def _ordered(stmt: sa.Select[Any], dialect: str) -> sa.Select[Any]:
 # -- filters --------------------------------------------------------------------------------------
 
 
-def _filter_conditions(parsed: ParsedQuery, session: Session) -> list[sa.ColumnElement[bool]]:
+def _filter_conditions(
+    parsed: ParsedQuery, source_ids: list[int], *, per_row: bool = False
+) -> list[sa.ColumnElement[bool]]:
+    """The filters as SQL. `per_row` writes the frame test so PostgreSQL probes the index for each row
+    instead of hashing every post with that frame first (right when only a few hundred rows are seen)."""
     conditions: list[sa.ColumnElement[bool]] = []
     if parsed.sources:
-        conditions.append(_POST.c.source_id.in_(_source_ids(parsed.sources, session)))
+        conditions.append(_POST.c.source_id.in_(source_ids))
     if parsed.languages:
         conditions.append(_POST.c.language.in_(parsed.languages))
     for frame in parsed.frames:
         tagged = sa.select(_FRAME.c.post_id).where(_FRAME.c.post_id == _POST.c.id, _FRAME.c.frame_id == frame)
-        conditions.append(tagged.exists())
+        conditions.append(tagged.limit(1).scalar_subquery().is_not(None) if per_row else tagged.exists())
     return conditions + _time_conditions(parsed)
 
 
@@ -176,6 +181,8 @@ def _time_conditions(parsed: ParsedQuery) -> list[sa.ColumnElement[bool]]:
 
 def _source_ids(names: Sequence[str], session: Session) -> list[int]:
     """Exact names first; a name that differs only in case still finds its source."""
+    if not names:
+        return []
     stmt = sa.select(_SOURCE.c.name, _SOURCE.c.id).where(_SOURCE.c.name.in_(names))
     found: dict[str, int] = {name: id_ for name, id_ in session.execute(stmt)}
     missing = [name for name in names if name not in found]
@@ -299,45 +306,58 @@ def _tsquery_positive(clauses: Sequence[Clause]) -> sa.ColumnElement[Any]:
     return _tsquery_all([_tsquery_any(c.terms) for c in clauses], sa.func.tsquery_and)
 
 
-def _postgres_ids(
-    parsed: ParsedQuery, conditions: list[sa.ColumnElement[bool]], session: Session, limit: int, offset: int
-) -> list[int]:
-    """Find the page by the cheapest route PostgreSQL's LIMIT planning would not reliably pick itself.
+def _postgres_ids(parsed: ParsedQuery, source_ids: list[int], session: Session, limit: int, offset: int) -> list[int]:
+    """Find the page by the route PostgreSQL's LIMIT planning would not reliably pick itself.
 
-    1. Check only the newest few hundred dated posts (a bounded walk of the date index). Exact, not a
-       guess: if they hold a full page of matches, no older post can belong on it. Common words end here.
-    2. Count the text matches, up to a cap. Few: let the GIN index fetch them all and sort them.
-    3. Many, yet a selective filter kept step 1 from filling the page: walk the date index until it does.
-    Undated posts sort last, so whenever dated ones cannot fill the page the full, NULLS LAST query runs.
+    1. Check only the newest few hundred dated posts, stopping as soon as the page is full. Exact, not
+       a guess: if they hold a full page of matches, no older post can belong on it. Common words end
+       here. (Left alone, the planner walks the whole date index for a rare word.)
+    2. Rare text (PostgreSQL's estimate from its statistics): let the GIN index fetch every match.
+    3. Common text with a selective filter: walk the date index as far as it takes.
+    Undated posts sort last, so when dated ones cannot fill the page the full NULLS LAST query runs.
     """
-    conditions = list(conditions)
+    text: list[sa.ColumnElement[bool]] = []
     text_query = None
     if parsed.has_text:
         text_query = _tsquery_positive(parsed.clauses)
         if parsed.excluded:
             text_query = sa.func.tsquery_and(text_query, sa.func.tsquery_not(_tsquery_any(parsed.excluded)))
-        conditions.append(_matches_tsquery(text_query))
+        text.append(_matches_tsquery(text_query))
     elif parsed.excluded:
-        conditions.append(sa.not_(_matches_tsquery(_tsquery_any(parsed.excluded))))
+        text.append(sa.not_(_matches_tsquery(_tsquery_any(parsed.excluded))))
+    conditions = _filter_conditions(parsed, source_ids) + text
     newest_first = (_POST.c.published_at.desc(), _POST.c.id.desc())  # DESC NULLS FIRST: the index order
-
-    def dated_page(*extra: sa.ColumnElement[bool]) -> list[int]:
-        stmt = sa.select(_POST.c.id).where(*conditions, _POST.c.published_at.is_not(None), *extra)
-        return list(session.scalars(stmt.order_by(*newest_first).limit(limit).offset(offset)))
-
     if text_query is not None:
         window = PG_WALK + PG_WALK_PER_ROW * (offset + limit)
-        recent = sa.select(_POST.c.id).where(_POST.c.published_at.is_not(None), *_time_conditions(parsed))
-        ids = dated_page(_POST.c.id.in_(recent.order_by(*newest_first).limit(window)))
+        # The conditions are computed per walked row, so the outer LIMIT stops the walk early.
+        walked = _filter_conditions(parsed, source_ids, per_row=True) + text
+        recent = (
+            sa.select(_POST.c.id, _POST.c.published_at, sa.and_(*walked).label("ok"))
+            .where(_POST.c.published_at.is_not(None), *_time_conditions(parsed))
+            .order_by(*newest_first)
+            .limit(window)
+            .subquery("recent")
+        )
+        stmt = sa.select(recent.c.id).where(recent.c.ok)
+        stmt = stmt.order_by(recent.c.published_at.desc(), recent.c.id.desc()).limit(limit).offset(offset)
+        ids = list(session.scalars(stmt))
         if len(ids) == limit:
             return ids
-        capped = sa.select(_POST.c.id).where(_matches_tsquery(text_query)).limit(PG_COUNT_CAP).subquery()
-        if session.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one() < PG_COUNT_CAP:
+        if _estimated_rows(sa.select(_POST.c.id).where(_matches_tsquery(text_query)), session) <= PG_GIN_ROWS:
             return _postgres_full_page(conditions, session, limit, offset)
-    ids = dated_page()
+    stmt = sa.select(_POST.c.id).where(*conditions, _POST.c.published_at.is_not(None))
+    ids = list(session.scalars(stmt.order_by(*newest_first).limit(limit).offset(offset)))
     if len(ids) == limit:
         return ids
     return _postgres_full_page(conditions, session, limit, offset)
+
+
+def _estimated_rows(stmt: sa.Select[Any], session: Session) -> float:
+    """PostgreSQL's own row estimate (EXPLAIN; nothing runs). The SQL is ours, the values bound."""
+    compiled = stmt.compile(dialect=session.get_bind().dialect)
+    result = session.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
+    plan = result.scalar_one()
+    return float((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
 
 
 def _matches_tsquery(query: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:

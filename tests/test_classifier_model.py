@@ -83,7 +83,7 @@ def test_predictions_have_one_column_per_frame_and_valid_probabilities(
 def test_zero_frames_are_allowed(model: FrameClassifier, data: tuple[list[Example], list[Example]]) -> None:
     _, dev = data
     neutral = [e.text for e in dev if not e.frames]
-    rows = model.predict(neutral + ["Погода в Києві: завтра до +18, без опадів."])
+    rows = model.predict([*neutral, "Погода в Києві: завтра до +18, без опадів."])
     assert (rows.sum(axis=1) == 0).sum() >= len(rows) // 2
     assert ((model.thresholds_ > 0.05) & (model.thresholds_ < 0.95)).all()
 
@@ -149,9 +149,7 @@ def test_fit_rejects_a_frame_with_one_class() -> None:
 
 
 def test_cue_matcher_matches_stems_and_phrases() -> None:
-    matcher = CueMatcher(
-        (("proxy", ("collective west", "НАТО")), ("resistance", ("партизан",)), ("none", ("zzz",)))
-    )
+    matcher = CueMatcher((("proxy", ("collective west", "НАТО")), ("resistance", ("партизан",)), ("none", ("zzz",))))
     toks = tokens("Коллективный Запад? Нет: партизаны и партизанские отряды, collective Western-backed НАТО.")
     assert matcher.counts(toks).tolist() == [2.0, 2.0, 0.0]
     assert tokens("x") and matcher.counts([]).tolist() == [0.0, 0.0, 0.0]

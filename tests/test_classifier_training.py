@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,16 +36,23 @@ def corpus() -> list[Example]:
     return picked
 
 
-@pytest.fixture
-def trained(tmp_path: Path, corpus: list[Example]) -> tuple[Path, str]:
-    report = train(TAXONOMY, tmp_path, now=NOW, corpus=corpus)
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory: pytest.TempPathFactory, corpus: list[Example]) -> tuple[Path, str]:
+    models_dir = tmp_path_factory.mktemp("models")
+    report = train(TAXONOMY, models_dir, now=NOW, corpus=corpus)
     assert report.activated and report.previous_version is None
-    return tmp_path, report.version
+    return models_dir, report.version
 
 
-def test_first_training_registers_and_activates_with_metadata(
-    trained: tuple[Path, str], corpus: list[Example]
-) -> None:
+@pytest.fixture
+def trained(tmp_path: Path, trained_once: tuple[Path, str]) -> tuple[Path, str]:
+    """A private copy of a registry holding one trained, active model."""
+    source, version = trained_once
+    shutil.copytree(source, tmp_path / "models")
+    return tmp_path / "models", version
+
+
+def test_first_training_registers_and_activates_with_metadata(trained: tuple[Path, str], corpus: list[Example]) -> None:
     models_dir, version = trained
     assert active_version(models_dir) == version
     meta = read_metadata(models_dir, version)
@@ -95,9 +103,7 @@ def test_custom_taxonomy_trains_through_the_same_path(tmp_path: Path, corpus: li
     assert report.activated and set(report.dev.per_frame) == {"denial", "civilian_harm"}
 
 
-def test_worse_model_is_saved_but_not_activated_unless_forced(
-    trained: tuple[Path, str], corpus: list[Example]
-) -> None:
+def test_worse_model_is_saved_but_not_activated_unless_forced(trained: tuple[Path, str], corpus: list[Example]) -> None:
     models_dir, good = trained
     # Admin "labels" that scramble the frames of every training text: a clearly worse model.
     rng = random.Random(7)

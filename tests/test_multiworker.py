@@ -20,6 +20,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections import Counter, defaultdict
@@ -104,6 +105,7 @@ class SyntheticWeb:
         self.delay = 0.0
         self.sources: list[SyntheticSource] = []
         self._cache: dict[tuple[str, str], Reply] = {}
+        self._lock = threading.Lock()  # the server's threads render while the test publishes
         self._text_at = 0
         now = now or datetime.now(UTC)
         for i in range(count):
@@ -131,7 +133,8 @@ class SyntheticWeb:
         return out
 
     def expected(self) -> set[tuple[str, str]]:
-        return {(s.name, p.external_id) for s in self.sources for p in s.posts}
+        with self._lock:
+            return {(s.name, p.external_id) for s in self.sources for p in s.posts}
 
     def by_path(self) -> dict[str, SyntheticSource]:
         return {s.path: s for s in self.sources}
@@ -144,6 +147,12 @@ class SyntheticWeb:
     # -- rendering ------------------------------------------------------------------------------------
 
     def _publish(self, source: SyntheticSource, n: int, until: datetime) -> int:
+        with self._lock:
+            self._add_posts(source, n, until)
+            self._cache = {key: reply for key, reply in self._cache.items() if key[0] != source.path}
+        return n
+
+    def _add_posts(self, source: SyntheticSource, n: int, until: datetime) -> None:
         for k in range(n):
             number = source.next_id
             source.next_id += 1 if self.rng.random() < 0.9 else 2  # a deleted message leaves a gap
@@ -158,15 +167,14 @@ class SyntheticWeb:
                 ext, url = f"{source.name}-item-{number}", f"https://news{number % 7}.example.org/{source.name}/{number}"
             published = until - timedelta(minutes=n - k)
             source.posts.append(SyntheticPost(ext, title, body, url, published))
-        self._cache = {key: reply for key, reply in self._cache.items() if key[0] != source.path}
-        return n
 
     def _handler(self, source: SyntheticSource):  # type: ignore[no-untyped-def]
         def answer(request: RecordedRequest) -> Reply:
             key = (source.path, request.query)
-            reply = self._cache.get(key)
-            if reply is None:
-                reply = self._cache[key] = self._render(source, request.query)
+            with self._lock:
+                reply = self._cache.get(key)
+                if reply is None:
+                    reply = self._cache[key] = self._render(source, request.query)
             return Reply(
                 body=reply.body, content_type=reply.content_type, etag=reply.etag, delay=self.delay
             )

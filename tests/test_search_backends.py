@@ -397,7 +397,7 @@ PLANS = {
     "postgres-gin": {"PG_WALK": 2, "PG_WALK_PER_ROW": 0},
     "postgres-window": {"PG_WALK": 10_000, "PG_WALK_PER_ROW": 0},
     "postgres-small-window": {"PG_WALK": 4, "PG_WALK_PER_ROW": 1},
-    "postgres-walk": {"PG_WALK": 2, "PG_WALK_PER_ROW": 0, "PG_COUNT_CAP": 1},
+    "postgres-walk": {"PG_WALK": 2, "PG_WALK_PER_ROW": 0, "PG_GIN_ROWS": -1},
 }
 
 

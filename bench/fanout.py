@@ -262,7 +262,12 @@ def main() -> None:
         [
             ["match + queue outbox rows", f"{m['match_s']:.2f} s", "—", "—"],
             ["delivery wall time", f"{m['deliver_s']:.1f} s", "—", "—"],
-            ["achieved msg/s at the server (steady state)", f"{m['rate']:.2f}", f"{m['baseline']:.2f}", f"{m['rate'] / m['baseline']:.3f}"],
+            [
+                "achieved msg/s at the server (steady state)",
+                f"{m['rate']:.2f}",
+                f"{m['baseline']:.2f}",
+                f"{m['rate'] / m['baseline']:.3f}",
+            ],
             ["429 responses", f"{m['429']:.0f}", f"{m['baseline_429']:.0f}", "—"],
             ["alerts lost", f"{m['lost']:.0f}", "—", "—"],
             ["alerts duplicated", f"{m['duplicated']:.0f}", "—", "—"],

@@ -6,7 +6,7 @@ out of order), then times a fixed set of /search-style queries several times eac
 per query for both, the LIKE/FTS ratio of medians, and pooled figures.
 
     python bench/search.py                       # 10k and 100k posts on SQLite
-    python bench/search.py --sizes 1000000 --like-repeat 1
+    python bench/search.py --sizes 1000000 --proposed-indexes
     python bench/search.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
 """
 
@@ -95,6 +95,8 @@ QUERIES: list[tuple[str, str, int]] = [
     ("word + since:30d", "вагнер since:30d", 0),
     ("word + frame", "army frame:military_rift", 0),
     ("common word, page 5", "україна", 40),
+    ("stop word", "и", 0),
+    ("word, lang it lacks", "russia lang:ru", 0),
 ]
 
 
@@ -158,7 +160,14 @@ def generate_posts(n: int, seed: int = 7) -> Iterator[tuple[dict[str, object], l
         yield row, frames
 
 
-def build_corpus(engine: sa.Engine, n: int) -> float:
+# Not in the migrations: what the benchmark can add to show what they would buy (--proposed-indexes).
+PROPOSED_INDEXES = (
+    "CREATE INDEX ix_post_source_published ON post (source_id, published_at, id)",
+    "CREATE INDEX ix_post_language_published ON post (language, published_at, id)",
+)
+
+
+def build_corpus(engine: sa.Engine, n: int, *, proposed_indexes: bool = False) -> float:
     """Insert n posts in one transaction (FTS triggers / generated column fire); returns seconds."""
     started = time.perf_counter()
     with engine.begin() as conn:
@@ -177,6 +186,8 @@ def build_corpus(engine: sa.Engine, n: int) -> float:
             if len(posts) == 5000:
                 _flush(conn, posts, frames)
         _flush(conn, posts, frames)
+        for ddl in PROPOSED_INDEXES if proposed_indexes else ():
+            conn.exec_driver_sql(ddl)
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
     return time.perf_counter() - started
@@ -194,9 +205,7 @@ def _flush(conn: sa.Connection, posts: list[dict[str, object]], frames: list[dic
 Search = Callable[..., SearchPage]
 
 
-def time_query(
-    engine: sa.Engine, search: Search, query: str, offset: int, repeat: int
-) -> tuple[list[float], int]:
+def time_query(engine: sa.Engine, search: Search, query: str, offset: int, repeat: int) -> tuple[list[float], int]:
     with session_scope(engine) as session:
         hits = len(search(query, session=session, now=NOW, offset=offset).hits)  # warm-up
     timings = []
@@ -213,16 +222,22 @@ def p95(values: list[float]) -> float:
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
-def run(engine: sa.Engine, label: str, n: int, repeat: int, like_repeat: int) -> None:
-    built = build_corpus(engine, n)
-    print(f"\n## {label}, {n:,} posts — built in {built:.1f} s ({n / built:,.0f} posts/s incl. index)")
+def run(engine: sa.Engine, label: str, n: int, args: argparse.Namespace) -> None:
+    if n:
+        built = build_corpus(engine, n, proposed_indexes=args.proposed_indexes)
+        extra = ", with the proposed indexes" if args.proposed_indexes else ""
+        print(f"\n## {label}, {n:,} posts{extra} — built in {built:.1f} s ({n / built:,.0f} posts/s incl. index)")
+    else:
+        with engine.connect() as conn:
+            n = conn.execute(sa.select(sa.func.count()).select_from(Post)).scalar_one()
+        print(f"\n## {label}, {n:,} posts (an existing database)")
     header = f"{'query':<22} {'hits':>4} {'FTS p50':>9} {'FTS p95':>9} {'LIKE p50':>10} {'LIKE p95':>10}"
     print(f"{header} {'ratio':>7}")
     all_fts: list[float] = []
     ratios: list[float] = []
     for name, query, offset in QUERIES:
-        fts, hits = time_query(engine, search_posts, query, offset, repeat)
-        like, _ = time_query(engine, search_posts_like, query, offset, like_repeat)
+        fts, hits = time_query(engine, search_posts, query, offset, args.repeat)
+        like, _ = time_query(engine, search_posts_like, query, offset, args.like_repeat)
         all_fts += fts
         ratio = statistics.median(like) / statistics.median(fts)
         ratios.append(ratio)
@@ -270,15 +285,15 @@ def postgres_engine(server_url: str) -> Iterator[sa.Engine]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated post counts")
     parser.add_argument("--repeat", type=int, default=9, help="timed runs per query for search_posts (≥5)")
     parser.add_argument("--like-repeat", type=int, default=5, help="timed runs per query for the LIKE scan")
     parser.add_argument("--postgres", metavar="URL", help="also run on a throwaway database on this server")
     parser.add_argument("--no-sqlite", action="store_true", help="skip SQLite (with --postgres)")
     parser.add_argument("--dir", type=Path, help="where the SQLite files go (default: a temp dir)")
+    parser.add_argument("--proposed-indexes", action="store_true", help="add PROPOSED_INDEXES before timing")
+    parser.add_argument("--existing", metavar="URL", help="only time the queries on a database built earlier")
     args = parser.parse_args(argv)
     try:
         sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
@@ -286,14 +301,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sizes: expected numbers such as 10000,100000, got {args.sizes!r}")
     if args.repeat < 1 or args.like_repeat < 1 or any(n < 1 for n in sizes):
         parser.error("--sizes, --repeat and --like-repeat must be positive")
+    if args.existing:
+        engine = create_engine(args.existing)
+        run(engine, engine.dialect.name, 0, args)
+        engine.dispose()
+        return 0
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for n in sizes:
             if not args.no_sqlite:
                 with sqlite_engine(Path(tmp), n) as engine:
-                    run(engine, "SQLite FTS5", n, args.repeat, args.like_repeat)
+                    run(engine, "SQLite FTS5", n, args)
             if args.postgres:
                 with postgres_engine(args.postgres) as engine:
-                    run(engine, "PostgreSQL tsvector", n, args.repeat, args.like_repeat)
+                    run(engine, "PostgreSQL tsvector", n, args)
     return 0
 
 

@@ -67,9 +67,7 @@ def matches(post: AlertPost, spec: SubscriptionSpec) -> tuple[FrameHit, ...]:
     min_score: alerts are about frames, keywords only narrow them down. All +keywords must appear, no
     -keyword may; both compare case- and width-insensitively against title and text.
     """
-    hits = tuple(
-        f for f in post.frames if f.score >= spec.min_score and (not spec.frames or f.frame_id in spec.frames)
-    )
+    hits = tuple(f for f in post.frames if f.score >= spec.min_score and (not spec.frames or f.frame_id in spec.frames))
     if not hits:
         return ()
     if spec.sources and post.source.casefold() not in {s.casefold() for s in spec.sources}:
@@ -153,9 +151,7 @@ class _Stories:
         return self._fingerprints
 
 
-def enqueue_alerts(
-    post_ids: Sequence[int], *, session: Session, now: datetime, settings: Settings
-) -> AlertReport:
+def enqueue_alerts(post_ids: Sequence[int], *, session: Session, now: datetime, settings: Settings) -> AlertReport:
     """Match newly tagged posts against every active subscription and queue one alert per
     (subscriber, story). Safe to call again for the same posts (re-tagging): dedup keys hold."""
     bundles = outbox.post_bundles(post_ids, session=session)
@@ -244,15 +240,11 @@ def _queue(
     return len(inserted), noted
 
 
-def notify_admins(
-    text: str, *, session: Session, now: datetime, settings: Settings, key: str | None = None
-) -> int:
+def notify_admins(text: str, *, session: Session, now: datetime, settings: Settings, key: str | None = None) -> int:
     """Queue a plain-text notice (escaped when sent) to every admin; `key` makes repeats idempotent."""
     digest = hashlib.sha256((key or f"{text}\n{now.isoformat()}").encode()).hexdigest()[:32]
     messages = [
-        NewMessage(
-            chat_id=admin, dedup_key=f"admin:{admin}:{digest}", kind="admin", payload={"text": text[:3500]}
-        )
+        NewMessage(chat_id=admin, dedup_key=f"admin:{admin}:{digest}", kind="admin", payload={"text": text[:3500]})
         for admin in settings.telegram.admins
     ]
     return len(outbox.enqueue(messages, session=session, now=now))

@@ -49,9 +49,7 @@ async def publish_commands(app: Application[Any, Any, Any, Any, Any, Any], setti
     staff.update({uid: Role.ADMIN for uid in tg.admins})
     for lang in LANGUAGES:
         code = None if lang == "en" else lang
-        await app.bot.set_my_commands(
-            bot_commands(everyone, lang), scope=BotCommandScopeDefault(), language_code=code
-        )
+        await app.bot.set_my_commands(bot_commands(everyone, lang), scope=BotCommandScopeDefault(), language_code=code)
         for uid, role in staff.items():
             try:
                 await app.bot.set_my_commands(
@@ -178,9 +176,7 @@ async def run_bot(
                 )
             except RuntimeError as exc:
                 await app.stop()
-                raise RuntimeError(
-                    f"webhook mode needs python-telegram-bot[webhooks] (tornado): {exc}"
-                ) from None
+                raise RuntimeError(f"webhook mode needs python-telegram-bot[webhooks] (tornado): {exc}") from None
         elif receive_updates:
             await app.updater.start_polling(allowed_updates=Update.ALL_TYPES)
         try:
@@ -215,9 +211,7 @@ def render_console(row: Outbox, *, engine: sa.Engine, settings: Settings, taxono
     with session_scope(engine) as session:
         ids = [int(i["post_id"]) for i in row.payload.get("items", [])] if row.kind == "digest" else []
         bundles = outbox.post_bundles([*ids, *([row.post_id] if row.post_id else [])], session=session)
-        subs = subscribers.subscribers_by_ids(
-            [row.subscriber_id] if row.subscriber_id else [], session=session
-        )
+        subs = subscribers.subscribers_by_ids([row.subscriber_id] if row.subscriber_id else [], session=session)
     message = render_row(
         row,
         bundles,

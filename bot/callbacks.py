@@ -12,9 +12,7 @@ from dataclasses import dataclass
 
 MAX_BYTES = 64
 MAX_FRAMES = 60  # frames beyond this cannot be selected by button (the mask would not fit)
-_RE = re.compile(
-    r"(fb):([cw]):(\d{1,12}):(\d{1,19})|(rl|rs):(\d{1,12}):(\d{1,19})|(sm):([0-9a-f]{8}):(\d{1,5})"
-)
+_RE = re.compile(r"(fb):([cw]):(\d{1,12}):(\d{1,19})|(rl|rs):(\d{1,12}):(\d{1,19})|(sm):([0-9a-f]{8}):(\d{1,5})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,9 +86,7 @@ def _keyword(value: str) -> str:
     return word
 
 
-def parse_subscribe(
-    raw: str | None, *, frames: Collection[str], sources: Collection[str]
-) -> SubscriptionSpec:
+def parse_subscribe(raw: str | None, *, frames: Collection[str], sources: Collection[str]) -> SubscriptionSpec:
     frame_args: list[str] = []
     src: list[str] = []
     langs: list[str] = []

@@ -25,8 +25,8 @@ from typing import Any
 import sqlalchemy as sa
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.constants import ParseMode
-from telegram.ext import AIORateLimiter
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.ext import AIORateLimiter
 
 from bot.render import Buttons, Rendered, render_alert, render_digest, render_notice
 from framewatch.config import Settings
@@ -36,10 +36,12 @@ from storage.models import Outbox, utcnow
 
 log = logging.getLogger(__name__)
 
-# Telegram allows "about 30 messages per second" per bot. Sending at exactly 30 leaves no slack for network
-# jitter (a message that arrives a little early meets an empty bucket and costs a 429 plus a ~1 s pause of
-# all sending), so we stay just under it. bench/fanout.py measures the effect.
+# Telegram allows "about 30 messages per second" per bot. We pace just under it with a small bucket: a
+# 30-message bucket lets a stalled loop (GC, a busy machine) release a burst afterwards which, bunched
+# further by scheduling jitter, reaches Telegram faster than 30/s and costs a 429 plus a ~1 s pause of
+# all sending; no bucket at all cannot catch up after the smallest stall. bench/fanout.py measures both.
 MESSAGES_PER_SECOND = 29.0
+BURST = 5
 PERMANENT_CHAT_ERRORS = ("chat not found", "user is deactivated", "bot was kicked", "have no rights to send")
 
 
@@ -66,7 +68,9 @@ class DeliveryStats:
 def rate_limiter(max_retries: int = 3) -> AIORateLimiter:
     """PTB's limiter as framewatch uses it: overall pace under Telegram's limit, 20/min per group, and
     RetryAfter retried (pausing every request meanwhile) before the worker sees it."""
-    return AIORateLimiter(overall_max_rate=MESSAGES_PER_SECOND, overall_time_period=1, max_retries=max_retries)
+    return AIORateLimiter(
+        overall_max_rate=BURST, overall_time_period=BURST / MESSAGES_PER_SECOND, max_retries=max_retries
+    )
 
 
 def worker_id() -> str:
@@ -81,9 +85,7 @@ def keyboard(buttons: Buttons) -> InlineKeyboardMarkup | None:
     )
 
 
-def backoff(
-    attempts: int, *, base: float = 2.0, cap: float = 600.0, rng: Callable[[], float] = random.random
-) -> float:
+def backoff(attempts: int, *, base: float = 2.0, cap: float = 600.0, rng: Callable[[], float] = random.random) -> float:
     """Exponential backoff with full jitter on the upper half, so retries of many rows spread out."""
     ceiling = min(cap, base * 2 ** max(0, attempts - 1))
     return ceiling / 2 + ceiling / 2 * rng()
@@ -103,11 +105,7 @@ def render_row(
     if row.kind == "admin":
         return render_notice(str(row.payload.get("text", "")), lang=lang)
     if row.kind == "digest":
-        items = [
-            (bundles[int(i["post_id"])], i)
-            for i in row.payload.get("items", [])
-            if int(i["post_id"]) in bundles
-        ]
+        items = [(bundles[int(i["post_id"])], i) for i in row.payload.get("items", []) if int(i["post_id"]) in bundles]
         return render_digest(items, lang=lang, frame_names=frame_names) if items else None
     bundle = bundles.get(row.post_id or 0)
     if bundle is None:
@@ -160,16 +158,12 @@ class DeliveryWorker:
                 if r.kind == "digest":
                     post_ids.update(int(i["post_id"]) for i in r.payload.get("items", []))
             bundles = outbox.post_bundles([p for p in post_ids if p], session=session)
-            subs = subscribers.subscribers_by_ids(
-                [r.subscriber_id for r in rows if r.subscriber_id], session=session
-            )
+            subs = subscribers.subscribers_by_ids([r.subscriber_id for r in rows if r.subscriber_id], session=session)
             languages = {sid: s.language for sid, s in subs.items()}
             for row in rows:
                 assert row.id is not None
                 if row.attempts > self.settings.alerts.max_attempts + 2:
-                    outbox.mark_failed(
-                        row.id, session=session, owner=self.owner, error="gave up: too many attempts"
-                    )
+                    outbox.mark_failed(row.id, session=session, owner=self.owner, error="gave up: too many attempts")
                     continue
                 message = render_row(
                     row,
@@ -180,9 +174,7 @@ class DeliveryWorker:
                     frame_order=self.frame_order,
                 )
                 if message is None:
-                    outbox.mark_failed(
-                        row.id, session=session, owner=self.owner, error="the post no longer exists"
-                    )
+                    outbox.mark_failed(row.id, session=session, owner=self.owner, error="the post no longer exists")
                     continue
                 jobs.append(Job(row.id, row.chat_id, row.subscriber_id, row.attempts, message))
         return jobs

@@ -97,8 +97,7 @@ async def model(update: Update, context: BotContext, req: Request) -> None:
     lines += [esc(d) for d in info.details]
     if info.versions:
         lines.append(
-            f"{th(req.lang, 'model_versions')}: "
-            + ", ".join(f"<code>{esc(v)}</code>" for v in info.versions[:10])
+            f"{th(req.lang, 'model_versions')}: " + ", ".join(f"<code>{esc(v)}</code>" for v in info.versions[:10])
         )
     await reply(update, fit_lines(lines))
 

@@ -128,9 +128,7 @@ async def send_search_page(update: Update, context: BotContext, query: str, offs
     text = render_search(page, query, offset=offset, lang=lang, names=services.frame_names)
     message = update.effective_message
     if update.callback_query is not None or message is None:
-        await context.bot.send_message(
-            chat.id, text, parse_mode=ParseMode.HTML, reply_markup=keyboard(buttons)
-        )
+        await context.bot.send_message(chat.id, text, parse_mode=ParseMode.HTML, reply_markup=keyboard(buttons))
     else:
         await reply(update, text, buttons)
 
@@ -148,11 +146,7 @@ def render_post(bundle: Any, *, lang: str, names: dict[str, str]) -> str:
         head.append(f"<b>{esc(shorten(post.title, 300))}</b>")
     tags = [f"<b>{th(lang, 'post_tags')}</b>"]
     for f in bundle.frames:
-        why = (
-            f" — {th(lang, 'post_evidence')}: {esc(shorten(', '.join(f.evidence), 300))}"
-            if f.evidence
-            else ""
-        )
+        why = f" — {th(lang, 'post_evidence')}: {esc(shorten(', '.join(f.evidence), 300))}" if f.evidence else ""
         tags.append(f"• {esc(names.get(f.frame_id, f.frame_id))} <code>{f.score:.2f}</code>{why}")
     if not bundle.frames:
         tags.append(th(lang, "post_no_tags"))
@@ -195,9 +189,7 @@ async def trend(update: Update, context: BotContext, req: Request) -> None:
     )
 
 
-def _sources(
-    *, session: Session
-) -> list[tuple[str, str, bool, str | None, datetime | None, int, str | None]]:
+def _sources(*, session: Session) -> list[tuple[str, str, bool, str | None, datetime | None, int, str | None]]:
     return [
         (
             s.name,
@@ -217,11 +209,7 @@ def render_sources(rows: Sequence[Any], *, lang: str) -> str:
         return th(lang, "sources_none")
     lines = [f"<b>{th(lang, 'sources_title')}</b>"]
     for name, kind, enabled, reason, last_ok, failures, error in rows:
-        state = (
-            th(lang, "src_ok")
-            if enabled
-            else f"{th(lang, 'src_disabled')}: {esc(shorten(reason or '', 200))}"
-        )
+        state = th(lang, "src_ok") if enabled else f"{th(lang, 'src_disabled')}: {esc(shorten(reason or '', 200))}"
         seen = esc(fmt_time(last_ok)) if last_ok else th(lang, "src_never")
         line = f"• <b>{esc(name)}</b> ({esc(kind)}) — {state}; {th(lang, 'src_last_success')}: {seen}"
         if failures:

@@ -28,9 +28,7 @@ from storage.outbox import post_bundles
 log = logging.getLogger("bot.callbacks")
 
 
-def _may_judge(
-    post_id: int, chat_id: int, role: Role, *, session: Session
-) -> tuple[bool, tuple[str, ...] | None]:
+def _may_judge(post_id: int, chat_id: int, role: Role, *, session: Session) -> tuple[bool, tuple[str, ...] | None]:
     """(allowed, the post's current frames or None if the post does not exist)."""
     bundle = post_bundles([post_id], session=session).get(post_id)
     if bundle is None:
@@ -45,15 +43,11 @@ async def _refuse(update: Update, lang: str, why: str) -> None:
     query = update.callback_query
     assert query is not None
     user = update.effective_user
-    log.info(
-        "rejected button %r from user %s: %s", shorten(query.data or "", 80), user.id if user else None, why
-    )
+    log.info("rejected button %r from user %s: %s", shorten(query.data or "", 80), user.id if user else None, why)
     await query.answer(t(lang, "fb_invalid"), show_alert=False)
 
 
-async def _store(
-    services: BotServices, post_id: int, frames: tuple[str, ...], user_id: int | None, role: Role
-) -> None:
+async def _store(services: BotServices, post_id: int, frames: tuple[str, ...], user_id: int | None, role: Role) -> None:
     admin = role >= Role.ADMIN
     await services.db(
         labels.add_label,
@@ -85,6 +79,7 @@ async def on_button(update: Update, context: BotContext) -> None:
         if action.key not in saved:
             await query.answer(t(lang, "search_expired"))
             return
+        await _edit_markup(update, None)  # the next page carries its own "more" button
         await query.answer()
         await send_search_page(update, context, saved[action.key], action.offset, lang)
         return
@@ -95,9 +90,7 @@ async def on_button(update: Update, context: BotContext) -> None:
         return
     allowed, tags = await services.db(_may_judge, action.post_id, chat.id, role)
     if tags is None or not allowed:
-        await _refuse(
-            update, lang, "no such post" if tags is None else "no alert about this post in this chat"
-        )
+        await _refuse(update, lang, "no such post" if tags is None else "no alert about this post in this chat")
         return
     user_id = user.id if user else None
     if isinstance(action, callbacks.Feedback):
@@ -107,9 +100,7 @@ async def on_button(update: Update, context: BotContext) -> None:
         return
     # Edit first, answer last: the spinner on the button stops once everything is done.
     if not action.save:  # open or toggle the relabel picker: the selection lives in the buttons
-        buttons = relabel_buttons(
-            action.post_id, action.mask, lang=lang, frame_order=order, names=services.frame_names
-        )
+        buttons = relabel_buttons(action.post_id, action.mask, lang=lang, frame_order=order, names=services.frame_names)
         await _edit_markup(update, keyboard(buttons))
         await query.answer()
         return

@@ -12,7 +12,7 @@ from bot.commands_parse import DIGEST_MODES, parse_choice, parse_subscribe, pars
 from bot.context import BotContext
 from bot.handling import Request, command, reply
 from bot.i18n import LANGUAGES
-from bot.render import Html, esc, th
+from bot.render import Html, esc, fit_lines, th
 from bot.roles import help_sections, may_subscribe
 from storage import subscribers
 from storage.models import Subscriber, Subscription
@@ -20,15 +20,12 @@ from storage.sources import list_sources
 from storage.subscribers import SubscriptionSpec
 
 log = logging.getLogger("bot.commands")
+MAX_SUBSCRIPTIONS = 50  # every subscription is checked against every new post
 
 
 def describe(spec: SubscriptionSpec, *, lang: str, names: dict[str, str]) -> str:
     """One subscription as HTML: frames (by name), then the filters that narrow it."""
-    parts = [
-        ", ".join(f"<b>{esc(names.get(f, f))}</b>" for f in spec.frames)
-        if spec.frames
-        else th(lang, "sub_any")
-    ]
+    parts = [", ".join(f"<b>{esc(names.get(f, f))}</b>" for f in spec.frames) if spec.frames else th(lang, "sub_any")]
     if spec.sources:
         parts.append(f"{th(lang, 'desc_sources')}: {esc(', '.join(spec.sources))}")
     if spec.languages:
@@ -36,13 +33,9 @@ def describe(spec: SubscriptionSpec, *, lang: str, names: dict[str, str]) -> str
     if spec.min_score:
         parts.append(th(lang, "desc_min", min=f"{spec.min_score:g}"))
     if spec.include_keywords:
-        parts.append(
-            f"{th(lang, 'desc_include')}: " + ", ".join(f"«{esc(k)}»" for k in spec.include_keywords)
-        )
+        parts.append(f"{th(lang, 'desc_include')}: " + ", ".join(f"«{esc(k)}»" for k in spec.include_keywords))
     if spec.exclude_keywords:
-        parts.append(
-            f"{th(lang, 'desc_exclude')}: " + ", ".join(f"«{esc(k)}»" for k in spec.exclude_keywords)
-        )
+        parts.append(f"{th(lang, 'desc_exclude')}: " + ", ".join(f"«{esc(k)}»" for k in spec.exclude_keywords))
     return "; ".join(parts)
 
 
@@ -84,12 +77,19 @@ def _source_names(*, session: Session) -> list[str]:
 
 async def subscribe(update: Update, context: BotContext, req: Request) -> None:
     services = context.services
+    if not may_subscribe(req.user_id, services.settings.telegram):
+        log.info("refused /subscribe for user %s: not on the allowlist", req.user_id)
+        await reply(update, th(req.lang, "private_bot"))
+        return
     sources = await services.db(_source_names)
     spec = parse_subscribe(req.args, frames=services.frame_order, sources=sources)
     sub = await _allowed_subscriber(update, context, req)
-    if sub is None:
+    if sub is None or sub.id is None:
         return
-    assert sub.id is not None
+    existing = await services.db(subscribers.list_subscriptions, sub.id)
+    if len(existing) >= MAX_SUBSCRIPTIONS and subscribers.spec_of(existing[0]) != spec:
+        await reply(update, th(req.lang, "sub_limit", n=MAX_SUBSCRIPTIONS))
+        return
     _, created = await services.db(subscribers.add_subscription, sub.id, spec, now=services.clock())
     desc = Html(describe(spec, lang=req.lang, names=services.frame_names))
     await reply(update, th(req.lang, "sub_added" if created else "sub_exists", desc=desc))
@@ -120,11 +120,9 @@ async def mysubs(update: Update, context: BotContext, req: Request) -> None:
         return
     names = services.frame_names
     lines = [f"<b>{th(req.lang, 'mysubs_title')}</b>"]
-    lines += [
-        f"{i}. {describe(subscribers.spec_of(r), lang=req.lang, names=names)}" for i, r in enumerate(rows, 1)
-    ]
+    lines += [f"{i}. {describe(subscribers.spec_of(r), lang=req.lang, names=names)}" for i, r in enumerate(rows, 1)]
     lines.append(th(req.lang, "mysubs_digest", mode=th(req.lang, f"mode_{sub.digest}")))
-    await reply(update, "\n".join(lines))
+    await reply(update, fit_lines(lines))
 
 
 async def digest(update: Update, context: BotContext, req: Request) -> None:

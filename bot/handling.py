@@ -67,21 +67,21 @@ async def reply(update: Update, text: str, buttons: Buttons = ()) -> Message | N
     )
 
 
+MAX_CHOICES = 60
+
+
 def arg_error_html(exc: ArgError, *, lang: str, command: str, frame_names: dict[str, str]) -> str:
     lines = [th(lang, exc.key, **exc.values)] if exc.key != "usage" else []
+    choices = exc.choices[:MAX_CHOICES] + (("…",) if len(exc.choices) > MAX_CHOICES else ())
     lines.append(th(lang, "usage", usage=Html(f"<code>{esc(BY_NAME[command].usage)}</code>")))
-    if exc.choices and set(exc.choices) <= set(frame_names) | {"none"} and exc.key != "bad_lang":
+    if choices and set(choices) <= set(frame_names) | {"none"} and exc.key != "bad_lang":
         listing = "\n".join(
-            f"• <code>{esc(c)}</code> — {esc(frame_names[c])}"
-            if c in frame_names
-            else f"• <code>{esc(c)}</code>"
-            for c in exc.choices
+            f"• <code>{esc(c)}</code> — {esc(frame_names[c])}" if c in frame_names else f"• <code>{esc(c)}</code>"
+            for c in choices
         )
         lines.append(th(lang, "frames_list", frames=Html(listing)))
-    elif exc.choices:
-        lines.append(
-            th(lang, "valid_choices", choices=Html(", ".join(f"<code>{esc(c)}</code>" for c in exc.choices)))
-        )
+    elif choices:
+        lines.append(th(lang, "valid_choices", choices=Html(", ".join(f"<code>{esc(c)}</code>" for c in choices))))
     return "\n".join(lines)
 
 
@@ -100,16 +100,12 @@ def command(name: str, fn: Handler) -> CommandHandler[BotContext, None]:
             log.info("refused /%s for user %s (role %s)", name, user.id if user else None, role.name.lower())
             await reply(update, th(lang, "refused"))
             return
-        request = Request(
-            name, raw_args(update.effective_message), user.id if user else None, chat.id, role, lang
-        )
+        request = Request(name, raw_args(update.effective_message), user.id if user else None, chat.id, role, lang)
         try:
             await fn(update, context, request)
         except ArgError as exc:
             log.info("/%s from user %s: bad arguments (%s)", name, request.user_id, exc.key)
-            await reply(
-                update, arg_error_html(exc, lang=lang, command=name, frame_names=services.frame_names)
-            )
+            await reply(update, arg_error_html(exc, lang=lang, command=name, frame_names=services.frame_names))
 
     return CommandHandler(name, callback, filters=filters.UpdateType.MESSAGE)
 

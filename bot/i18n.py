@@ -54,6 +54,7 @@ _EN = {
     "bad_keyword": "Keywords must be 1–{n} characters.",
     "sub_added": "Subscribed: {desc}",
     "sub_exists": "You already have this subscription: {desc}",
+    "sub_limit": "You have the maximum of {n} subscriptions; remove some with /unsubscribe first.",
     "sub_any": "all frames",
     "desc_sources": "sources",
     "desc_min": "score ≥ {min}",
@@ -177,6 +178,7 @@ _RU = {
     "bad_keyword": "Ключевые слова должны быть длиной 1–{n} символов.",
     "sub_added": "Подписка оформлена: {desc}",
     "sub_exists": "У вас уже есть такая подписка: {desc}",
+    "sub_limit": "У вас максимум подписок ({n}); сначала удалите лишние через /unsubscribe.",
     "sub_any": "все нарративы",
     "desc_sources": "источники",
     "desc_min": "оценка ≥ {min}",
@@ -300,6 +302,7 @@ _UK = {
     "bad_keyword": "Ключові слова мають бути довжиною 1–{n} символів.",
     "sub_added": "Підписку оформлено: {desc}",
     "sub_exists": "У вас уже є така підписка: {desc}",
+    "sub_limit": "У вас максимум підписок ({n}); спершу видаліть зайві через /unsubscribe.",
     "sub_any": "усі наративи",
     "desc_sources": "джерела",
     "desc_min": "оцінка ≥ {min}",
@@ -377,9 +380,7 @@ _UK = {
     "admin_notice": "Повідомлення адміністратору",
 }
 
-STRINGS = MappingProxyType(
-    {"en": MappingProxyType(_EN), "ru": MappingProxyType(_RU), "uk": MappingProxyType(_UK)}
-)
+STRINGS = MappingProxyType({"en": MappingProxyType(_EN), "ru": MappingProxyType(_RU), "uk": MappingProxyType(_UK)})
 
 
 def language_of(code: str | None) -> str:

@@ -39,9 +39,10 @@ class RegistryModels:
             if active is not None:
                 meta = registry.read_metadata(self.models_dir, active)
                 dev = meta.dev_metrics
+                macro, micro = float(dev.get("macro_f1", 0.0)), float(dev.get("micro_f1", 0.0))
                 details = (
                     f"created {meta.created_at}",
-                    f"dev macro-F1 {float(dev.get('macro_f1', 0.0)):.3f}, micro-F1 {float(dev.get('micro_f1', 0.0)):.3f}",
+                    f"dev macro-F1 {macro:.3f}, micro-F1 {micro:.3f}",
                     f"frames: {len(meta.frame_ids)}",
                 )
         except registry.RegistryError as exc:

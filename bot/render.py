@@ -167,9 +167,7 @@ def render_alert(
     """The alert: frames with scores, source and time, title, highlighted excerpt, also-in, link, buttons."""
     post = bundle.post
     assert post.id is not None
-    shown = [(str(f), float(s)) for f, s in payload.get("frames", [])] or [
-        (f.frame_id, f.score) for f in bundle.frames
-    ]
+    shown = [(str(f), float(s)) for f, s in payload.get("frames", [])] or [(f.frame_id, f.score) for f in bundle.frames]
     evidence = [e for f in bundle.frames if f.frame_id in {s[0] for s in shown} for e in f.evidence]
     head = [
         f"🔔 <b>{_frames_line(shown, frame_names)}</b>",
@@ -181,9 +179,7 @@ def render_alert(
     also = [str(s) for s in payload.get("also_in", [])]
     if also:
         tail.append(f"<i>{esc(t(lang, 'also_in'))}: {esc(shorten(', '.join(also), 500))}</i>")
-    tail.append(
-        " ".join(x for x in (link(post.url or post.canonical_url, t(lang, "open_post")), f"#{post.id}") if x)
-    )
+    tail.append(" ".join(x for x in (link(post.url or post.canonical_url, t(lang, "open_post")), f"#{post.id}") if x))
     budget = excerpt_chars
     while True:  # shrink the excerpt (never cut markup) until the whole message fits
         excerpt = highlight(post.text, evidence, budget) if post.text.strip() and budget else ""

@@ -29,9 +29,7 @@ def may_subscribe(user_id: int | None, settings: TelegramSettings) -> bool:
     """Open bots take anyone; closed ones their allowlist plus staff."""
     if settings.open_subscriptions:
         return True
-    return user_id is not None and (
-        user_id in settings.allowlist or role_of(user_id, settings) > Role.EVERYONE
-    )
+    return user_id is not None and (user_id in settings.allowlist or role_of(user_id, settings) > Role.EVERYONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +42,7 @@ class Command:
 COMMANDS: tuple[Command, ...] = (
     Command("start", Role.EVERYONE, "/start"),
     Command("help", Role.EVERYONE, "/help"),
-    Command(
-        "subscribe", Role.EVERYONE, "/subscribe [frame…] [source:NAME] [min:0.7] [+word] [-word] [lang:ru]"
-    ),
+    Command("subscribe", Role.EVERYONE, "/subscribe [frame…] [source:NAME] [min:0.7] [+word] [-word] [lang:ru]"),
     Command("unsubscribe", Role.EVERYONE, "/unsubscribe [all|frame]"),
     Command("mysubs", Role.EVERYONE, "/mysubs"),
     Command("digest", Role.EVERYONE, "/digest off|hourly|daily"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,7 +18,7 @@ from sklearn.feature_extraction import FeatureHasher
 from sklearn.utils.validation import check_is_fitted
 
 from classifiers.keywords import CueMatcher
-from classifiers.text import clean_text, tokens, word_spans
+from classifiers.text import clean_text, tokens
 
 # Hashed column layout: [char n-grams | word unigrams | word phrases (bigrams…)]. Words and phrases
 # sit side by side so a word block is one contiguous range; phrases get their own range so they can
@@ -29,13 +30,6 @@ PHRASE_OFFSET = CHAR_SPACE + WORD_SPACE
 TOTAL_SPACE = CHAR_SPACE + 2 * WORD_SPACE
 # Tokens whose hashed char n-grams are remembered between calls (posts reuse most of their words).
 _CACHE_LIMIT = 300_000
-
-
-def _word_ngrams(toks: Sequence[str], lo: int, hi: int) -> list[str]:
-    out = list(toks) if lo <= 1 <= hi else []
-    for n in range(max(lo, 2), hi + 1):
-        out.extend(" ".join(toks[i : i + n]) for i in range(len(toks) - n + 1))
-    return out
 
 
 def _char_ngrams(token: str, lo: int, hi: int) -> list[str]:
@@ -69,7 +63,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
     def __getstate__(self) -> dict[str, object]:
         state = super().__getstate__()
-        for key in ("_lut", "_matcher", "_hashers", "_cache", "_cache_range"):
+        for key in ("_lut", "_matcher", "_hashers", "_cache", "_cache_range", "_phrase_cache"):
             state.pop(key, None)
         return state
 
@@ -83,7 +77,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
             self._hashers = hashers
         return hashers
 
-    def _get_matcher(self) -> CueMatcher | None:
+    def get_matcher(self) -> CueMatcher | None:
         if not self.cue_lexicon:
             return None
         matcher = getattr(self, "_matcher", None)
@@ -127,62 +121,88 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
                 cache[tok] = np.append(cols, UNIGRAM_OFFSET + unigram[r])
         return cache
 
-    def _raw(self, texts: Iterable[str]) -> tuple[sp.csr_matrix, np.ndarray]:
-        """Hashed raw counts over the full column layout (duplicates not yet summed) and cue counts."""
-        matcher = self._get_matcher()
-        docs = [tokens(clean_text(text)) for text in texts]
-        bags = [Counter(toks) for toks in docs]
-        vocab: dict[str, None] = {}
-        for bag in bags:
-            vocab.update(dict.fromkeys(bag))
-        cache = self._token_columns(vocab)
+    def _phrase_columns(self, grams: Sequence[str]) -> np.ndarray:
+        """Hashed columns of word n-grams of length ≥ 2, cached like token columns."""
+        cache = getattr(self, "_phrase_cache", None)
+        if cache is None or len(cache) > _CACHE_LIMIT:
+            cache = self._phrase_cache = {}
+        missing = [g for g in dict.fromkeys(grams) if g not in cache]
+        if missing:
+            word_hasher, _ = self._get_hashers()
+            hashed = word_hasher.transform([[g] for g in missing]).indices
+            cache.update(zip(missing, (PHRASE_OFFSET + hashed).tolist(), strict=True))
+        return np.fromiter((cache[g] for g in grams), dtype=np.int64, count=len(grams))
+
+    def entries(self, docs: Sequence[list[str]], *, compact: bool = True) -> Entries:
+        """Every feature occurrence of a batch of token lists, with the word that produced it.
+
+        Rows number the distinct words of all documents; a word n-gram is shared 1/n by its words
+        and a cue 1/length by the words it spans. Columns are fitted columns (`compact`) or the
+        full hashed layout with cue k at TOTAL_SPACE + k (for `fit`). Summing entries by document
+        gives the raw counts, which is how `transform` builds its matrix, so explanations
+        (classifiers/explain.py) see exactly the features the prediction used.
+        """
+        orders = [list(dict.fromkeys(toks)) for toks in docs]
+        cache = self._token_columns({t: None for order in orders for t in order})
         lo_w, hi_w = self.word_ngram_range
         drop_unigram = not (lo_w <= 1 <= hi_w)
-        parts: list[np.ndarray] = []
+        bases = np.concatenate(([0], np.cumsum([len(o) for o in orders]))).astype(np.int64)
+        arrays: list[np.ndarray] = []
         repeats: list[int] = []
-        per_doc: list[int] = []
-        for bag in bags:
-            for tok, count in bag.items():
-                cols = cache[tok]
-                parts.append(cols[:-1] if drop_unigram else cols)
-                repeats.append(count)
-            per_doc.append(len(bag))
-        n = len(docs)
-        sizes = np.fromiter((p.size for p in parts), dtype=np.int64, count=len(parts))
-        doc_of_part = np.repeat(np.arange(n), per_doc)
-        indptr = np.concatenate(([0], np.cumsum(np.bincount(doc_of_part, weights=sizes, minlength=n)))).astype(np.int64)
-        token_block = sp.csr_matrix(
-            (
-                np.repeat(np.asarray(repeats, dtype=np.float64), sizes),
-                np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64),
-                indptr,
-            ),
-            shape=(n, PHRASE_OFFSET),
-        )
-        if hi_w >= 2:
-            word_hasher, _ = self._get_hashers()
-            phrases = word_hasher.transform([_word_ngrams(toks, max(lo_w, 2), hi_w) for toks in docs])
-        else:
-            phrases = sp.csr_matrix((n, WORD_SPACE))
-        counts = sp.hstack([token_block, phrases], format="csr")
-        cues = np.vstack([matcher.counts(t) for t in docs]) if matcher else np.zeros((n, 0))
-        return counts, cues
+        tok_rows: list[np.ndarray] = []
+        for d, (toks, order) in enumerate(zip(docs, orders, strict=True)):
+            counts = Counter(toks)
+            row_of = {tok: bases[d] + r for r, tok in enumerate(order)}
+            for tok in order:
+                arrays.append(cache[tok][:-1] if drop_unigram else cache[tok])
+                repeats.append(counts[tok])
+            tok_rows.append(np.fromiter((row_of[t] for t in toks), dtype=np.int64, count=len(toks)))
+        sizes = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
+        rows = [np.repeat(np.arange(len(arrays)), sizes)]
+        cols = [np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)]
+        vals = [np.repeat(np.asarray(repeats, dtype=np.float64), sizes)]
+        for n in range(max(lo_w, 2), hi_w + 1):
+            grams = [" ".join(toks[i : i + n]) for toks in docs for i in range(len(toks) - n + 1)]
+            if not grams:
+                continue
+            gram_cols = self._phrase_columns(grams)
+            for j in range(n):
+                rows.append(np.concatenate([tr[j : len(tr) - n + 1 + j] for tr in tok_rows if len(tr) >= n]))
+                cols.append(gram_cols)
+                vals.append(np.full(len(grams), 1.0 / n))
+        row, col, val = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        cue_base = TOTAL_SPACE
+        if compact:
+            col = self._get_lut()[col].astype(np.int64)
+            keep = col >= 0
+            row, col, val = row[keep], col[keep], val[keep]
+            cue_base = self.columns_.size
+        matcher = self.get_matcher()
+        if matcher is not None:
+            cue_rows: list[int] = []
+            cue_cols: list[int] = []
+            cue_vals: list[float] = []
+            for toks, tr in zip(docs, tok_rows, strict=True):
+                for k, start, length in matcher.matches(toks):
+                    cue_rows.extend(tr[start : start + length].tolist())
+                    cue_cols.extend([cue_base + k] * length)
+                    cue_vals.extend([1.0 / length] * length)
+            if cue_rows:
+                row = np.concatenate([row, np.asarray(cue_rows, dtype=np.int64)])
+                col = np.concatenate([col, np.asarray(cue_cols, dtype=np.int64)])
+                val = np.concatenate([val, np.asarray(cue_vals)])
+        return Entries(orders, row, col, val, bases)
 
-    def _compact(self, counts: sp.csr_matrix) -> sp.csr_matrix:
-        """Renumber hashed columns to the fitted dense column space, dropping unseen ones; sum repeats."""
-        lut = self._get_lut()
-        cols = lut[counts.indices]
-        keep = cols >= 0
-        kept_before = np.concatenate(([0], np.cumsum(keep)))
-        out = sp.csr_matrix(
-            (counts.data[keep], cols[keep], kept_before[counts.indptr]),
-            shape=(counts.shape[0], self.columns_.size),
-        )
-        out.sum_duplicates()
-        return out
+    def _counts(self, e: Entries, width: int) -> sp.csr_matrix:
+        doc_of_row = np.repeat(np.arange(len(e.orders), dtype=np.int64), np.diff(e.bases))
+        counts = sp.csr_matrix((e.val, (doc_of_row[e.row], e.col)), shape=(len(e.orders), width))
+        counts.sum_duplicates()
+        return counts
 
-    def _weight(self, counts: sp.csr_matrix, cues: np.ndarray) -> sp.csr_matrix:
-        x = counts.astype(np.float64)
+    def _weight(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        """Raw counts (fitted columns, then cue columns) → sublinear TF × IDF, per-block L2, weights."""
+        words_end = self.columns_.size
+        x = counts[:, :words_end].astype(np.float64)
         if self.sublinear_tf:
             np.log1p(x.data, out=x.data)
         x = x @ sp.diags(self.idf_)
@@ -191,8 +211,12 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
             _l2_rows(x[:, self.n_char_columns_ :]),
         ]
         if self.n_cues:
-            blocks.append(sp.csr_matrix(np.log1p(cues) * self.cue_weight))
-        return sp.hstack(blocks, format="csr")
+            cues = counts[:, words_end:].astype(np.float64)
+            np.log1p(cues.data, out=cues.data)
+            blocks.append(cues * self.cue_weight)
+        out = sp.hstack(blocks, format="csr")
+        out.sort_indices()
+        return out
 
     # -- sklearn API ---------------------------------------------------------------------------------
 
@@ -202,9 +226,9 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X: Sequence[str], y: object = None, **fit_params: object) -> sp.csr_matrix:
         texts = _as_texts(X)
-        counts, cues = self._raw(texts)
-        counts.sum_duplicates()
-        df = np.bincount(counts.indices, minlength=counts.shape[1])
+        e = self.entries([toks for _, toks in analyse(texts)], compact=False)
+        counts = self._counts(e, TOTAL_SPACE + self.n_cues)
+        df = np.bincount(counts.indices, minlength=counts.shape[1])[:TOTAL_SPACE]
         columns = np.flatnonzero(df >= max(1, self.min_df)).astype(np.int64)
         if columns.size == 0:
             raise ValueError("no n-gram occurs in min_df training texts; too little training text")
@@ -214,70 +238,41 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         n = len(texts)
         self.idf_ = (np.log((1 + n) / (1 + df[columns])) + 1.0).astype(np.float64)
         self.n_features_out_ = columns.size + self.n_cues
-        return self._weight(self._compact(counts), cues)
+        keep = np.concatenate([columns, TOTAL_SPACE + np.arange(self.n_cues)])
+        return self._weight(counts[:, keep])
 
     def transform(self, X: Sequence[str]) -> sp.csr_matrix:
+        return self.transform_entries(self.entries([toks for _, toks in analyse(_as_texts(X))]))
+
+    def transform_entries(self, e: Entries) -> sp.csr_matrix:
+        """`transform` from `entries(...)` (the classify path keeps them to explain its tags)."""
         check_is_fitted(self, ["columns_", "idf_"])
-        texts = _as_texts(X)
-        if not texts:
+        if not e.orders:
             return sp.csr_matrix((0, self.n_features_out_))
-        counts, cues = self._raw(texts)
-        return self._weight(self._compact(counts), cues)
+        return self._weight(self._counts(e, self.n_features_out_))
 
-    # -- explanations --------------------------------------------------------------------------------
 
-    def word_attribution(self, text: str) -> tuple[list[str], sp.csr_matrix]:
-        """Words of `text` (as written) and a matrix giving each word's share of every feature column.
+@dataclass(frozen=True, slots=True)
+class Entries:
+    """Feature occurrences of a batch: word rows per document, and (row, column, count share) triples."""
 
-        Row r holds the raw counts of the features word r produced (its unigram, its char n-grams, half of
-        each word bigram it is part of, the cues starting at it); columns sum to the document's counts,
-        so `rows @ (x * w / column_counts)` splits the linear score x·w exactly over the words.
-        """
-        check_is_fitted(self, ["columns_", "idf_"])
+    orders: list[list[str]]  # distinct normalised tokens of each document, first-seen order
+    row: np.ndarray
+    col: np.ndarray
+    val: np.ndarray
+    bases: np.ndarray  # document d owns rows bases[d] .. bases[d + 1]
+
+
+Analysed = tuple[str, list[str]]
+
+
+def analyse(texts: Sequence[str]) -> list[Analysed]:
+    """(cleaned text, normalised tokens) per text: the one place texts are cleaned for features."""
+    out = []
+    for text in texts:
         cleaned = clean_text(text)
-        spans = word_spans(cleaned)
-        surfaces = [cleaned[a:b] for a, b in spans]
-        toks = tokens(cleaned)
-        order = list(dict.fromkeys(toks))
-        row_of = {tok: r for r, tok in enumerate(order)}
-        surface_of: dict[str, str] = {}
-        for tok, surface in zip(toks, surfaces, strict=False):
-            surface_of.setdefault(tok, surface)
-        lo_w, hi_w = self.word_ngram_range
-        lo_c, hi_c = self.char_ngram_range
-        unigram_feats: list[list[str]] = [[] for _ in order]
-        phrase_feats: list[list[tuple[str, float]]] = [[] for _ in order]
-        char_feats: list[list[str]] = [[] for _ in order]
-        for i, tok in enumerate(toks):
-            r = row_of[tok]
-            if lo_w <= 1 <= hi_w:
-                unigram_feats[r].append(tok)
-            for n in range(max(lo_w, 2), hi_w + 1):
-                if i + n <= len(toks):
-                    gram = " ".join(toks[i : i + n])
-                    for j in range(i, i + n):
-                        phrase_feats[row_of[toks[j]]].append((gram, 1.0 / n))
-            char_feats[r].extend(_char_ngrams(tok, lo_c, hi_c))
-        word_hasher, char_hasher = self._get_hashers()
-        phrase_hasher = FeatureHasher(WORD_SPACE, input_type="pair", alternate_sign=False)
-        raw = sp.hstack(
-            [
-                char_hasher.transform(char_feats),
-                word_hasher.transform(unigram_feats),
-                phrase_hasher.transform(phrase_feats),
-            ],
-            format="csr",
-        )
-        rows = self._compact(raw).astype(np.float64)
-        if self.n_cues:
-            cue_block = np.zeros((len(order), self.n_cues))
-            matcher = self._get_matcher()
-            assert matcher is not None
-            for k, start, length in matcher.matches(toks):
-                for j in range(start, start + length):
-                    cue_block[row_of[toks[j]], k] += 1.0 / length
-            rows = sp.hstack([rows, sp.csr_matrix(cue_block)], format="csr")
-        return [surface_of[t] for t in order], rows
+        out.append((cleaned, tokens(cleaned)))
+    return out
 
 
 def _l2_rows(x: sp.csr_matrix) -> sp.csr_matrix:

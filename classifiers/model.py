@@ -17,13 +17,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
-from classifiers.features import TextFeaturizer, _as_texts
+from classifiers.explain import explain_batch
+from classifiers.features import Analysed, Entries, TextFeaturizer, _as_texts, analyse
 
 MIN_POSITIVES = 3
 
 
 def default_estimator() -> LogisticRegression:
-    return LogisticRegression(C=30.0, class_weight="balanced", solver="liblinear", dual=True, max_iter=2000)
+    # The dual liblinear solver is ~25x faster than the primal one here (far more features than texts).
+    return LogisticRegression(C=30.0, class_weight={0: 1, 1: 3}, solver="liblinear", dual=True, max_iter=2000)
 
 
 def tune_threshold(
@@ -75,7 +77,8 @@ class FrameClassifier(ClassifierMixin, BaseEstimator):
     """Texts → frame indicator matrix; `predict_proba` gives one probability column per frame.
 
     `y` is a multi-label indicator matrix (n_texts × n_frames); `frame_ids` names its columns. A text
-    may get zero frames: each frame has its own threshold and none is forced.
+    may get zero frames: each frame has its own threshold and none is forced. `none_weight` multiplies
+    the sample weight of texts labelled with no frame.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class FrameClassifier(ClassifierMixin, BaseEstimator):
         threshold_folds: int = 5,
         threshold_beta: float = 1.0,
         threshold_bounds: tuple[float, float] = (0.2, 0.9),
+        none_weight: float = 1.0,
         frame_ids: tuple[str, ...] | None = None,
         random_state: int = 0,
     ) -> None:
@@ -97,6 +101,7 @@ class FrameClassifier(ClassifierMixin, BaseEstimator):
         self.threshold_folds = threshold_folds
         self.threshold_beta = threshold_beta
         self.threshold_bounds = threshold_bounds
+        self.none_weight = none_weight
         self.frame_ids = frame_ids
         self.random_state = random_state
 
@@ -138,6 +143,9 @@ class FrameClassifier(ClassifierMixin, BaseEstimator):
         w = np.ones(len(texts)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         if w.shape != (len(texts),) or (w <= 0).any():
             raise ValueError("sample_weight must be one positive number per text")
+        # Texts with no frame are the hard negatives of every frame at once ("war words" without a
+        # frame); weighting them up is what keeps the no-frame false-positive rate down.
+        w = np.where(Y.sum(axis=1) == 0, w * self.none_weight, w)
         self.featurizer_ = clone(self.featurizer) if self.featurizer is not None else TextFeaturizer()
         Xt = self.featurizer_.fit_transform(texts)
         oof = np.zeros(Y.shape, dtype=np.float64)
@@ -175,6 +183,13 @@ class FrameClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, ["estimators_", "thresholds_"])
         return self.featurizer_.transform(_as_texts(X))
 
+    def entries(self, analysed: Sequence[Analysed]) -> Entries:
+        check_is_fitted(self, ["estimators_", "thresholds_"])
+        return self.featurizer_.entries([toks for _, toks in analysed])
+
+    def transform_entries(self, e: Entries) -> sp.csr_matrix:
+        return self.featurizer_.transform_entries(e)
+
     def proba_from_features(self, Xt: sp.csr_matrix) -> np.ndarray:
         if Xt.shape[0] == 0:
             return np.zeros((0, len(self.estimators_)))
@@ -197,23 +212,31 @@ class FrameClassifier(ClassifierMixin, BaseEstimator):
         return cache[k]
 
     def evidence(
-        self, text: str, frames: Sequence[int], top: int = 5, *, features: sp.csr_matrix | None = None
+        self,
+        text: str,
+        frames: Sequence[int],
+        top: int = 5,
+        *,
+        features: sp.csr_matrix | None = None,
+        analysed: Analysed | None = None,
     ) -> dict[int, tuple[str, ...]]:
         """The words of `text` that pushed each given frame's score up most (feature value × weight).
 
-        Hashed features are mapped back by re-hashing this text's own n-grams, so every string returned
-        occurs verbatim in the text. `features` is the text's row from `transform_texts`, if at hand.
+        Every string returned occurs verbatim in the text. `features` (the text's row from
+        `transform_analysed`) and `analysed` (its `analyse` output) save recomputing them.
         """
         if not frames:
             return {}
-        x = features if features is not None else self.transform_texts([text])
-        words, rows = self.featurizer_.word_attribution(text)
-        column_counts = np.asarray(rows.sum(axis=0)).ravel()
-        column_counts[column_counts == 0] = 1.0
-        xs = x.toarray().ravel() / column_counts
-        out: dict[int, tuple[str, ...]] = {}
-        for k in frames:
-            contribution = rows @ (xs * self.frame_weights(k))
-            order = np.argsort(-contribution, kind="stable")
-            out[k] = tuple(words[i] for i in order[:top] if contribution[i] > 0)
-        return out
+        pair = analysed if analysed is not None else analyse([text])[0]
+        e = self.featurizer_.entries([pair[1]])
+        wanted = np.zeros((1, len(self.estimators_)), dtype=bool)
+        wanted[0, list(frames)] = True
+        return self.evidence_batch([pair], e, self.featurizer_.transform_entries(e), wanted, top)[0]
+
+    def evidence_batch(
+        self, analysed: Sequence[Analysed], e: Entries, features: sp.csr_matrix, wanted: np.ndarray, top: int = 5
+    ) -> list[dict[int, tuple[str, ...]]]:
+        """`evidence` for a batch: `e`/`features` as `entries`/`transform_entries` gave them, `wanted`
+        marking the (text, frame) pairs to explain."""
+        weights = [self.frame_weights(k) for k in range(len(self.estimators_))]
+        return explain_batch(analysed, e, features, weights, wanted, top)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from classifiers.corpus import Example
+from classifiers.features import analyse
 from classifiers.model import FrameClassifier
 from classifiers.registry import (
     CorruptModelError,
@@ -59,22 +60,23 @@ class FrameTagger:
         thresholds = self.model.thresholds_
         for start in range(0, len(texts), BATCH):
             chunk = [t if isinstance(t, str) else "" for t in texts[start : start + BATCH]]
-            features = self.model.transform_texts(chunk)
+            analysed = analyse(chunk)
+            entries = self.model.entries(analysed)
+            features = self.model.transform_entries(entries)
             proba = self.model.proba_from_features(features)
             hits = proba >= thresholds
-            for i, text in enumerate(chunk):
+            evidence: list[dict[int, tuple[str, ...]]] = [{} for _ in chunk]
+            if explain and hits.any():
+                evidence = self.model.evidence_batch(analysed, entries, features, hits, self.evidence_words)
+            for i in range(len(chunk)):
                 tagged = np.flatnonzero(hits[i])
                 if tagged.size == 0:
                     out.append(Classification(frames=(), model_version=self._version))
                     continue
                 tagged = tagged[np.argsort(-proba[i, tagged], kind="stable")]
-                evidence = (
-                    self.model.evidence(text, tagged.tolist(), self.evidence_words, features=features[i])
-                    if explain
-                    else {}
-                )
+                words = evidence[i]
                 frames = tuple(
-                    FrameScore(self._ids[k], round(float(proba[i, k]), 4), evidence.get(int(k), ())) for k in tagged
+                    FrameScore(self._ids[k], round(float(proba[i, k]), 4), words.get(int(k), ())) for k in tagged
                 )
                 out.append(Classification(frames=frames, model_version=self._version))
         return out

@@ -65,13 +65,13 @@ def build_classifier(taxonomy: Taxonomy) -> FrameClassifier:
     has_cues = any(cues for _, cues in lexicon)
     featurizer = TextFeaturizer(
         word_ngram_range=(1, 2),
-        char_ngram_range=(2, 5),
+        char_ngram_range=(3, 5),
         char_weight=2.0,
         cue_lexicon=lexicon if has_cues else None,
         cue_weight=0.2,
         min_df=2,
     )
-    return FrameClassifier(featurizer=featurizer, frame_ids=taxonomy.ids, random_state=0)
+    return FrameClassifier(featurizer=featurizer, none_weight=3.0, frame_ids=taxonomy.ids, random_state=0)
 
 
 def predictor(model: FrameClassifier) -> Callable[[Sequence[str]], list[tuple[str, ...]]]:

@@ -69,9 +69,7 @@ def _print_training(report: TrainingReport, console: Console) -> None:
     if report.previous_dev is not None:
         line += f"  (active {report.previous_version}: macro-F1 {report.previous_dev.macro_f1:.3f})"
     console.print(line, highlight=False)
-    console.print(
-        f"{report.reason}; trained on {report.n_train} examples in {report.seconds:.0f}s", highlight=False
-    )
+    console.print(f"{report.reason}; trained on {report.n_train} examples in {report.seconds:.0f}s", highlight=False)
 
 
 def train_command_core(
@@ -110,9 +108,7 @@ def _database_labels(st: CliState) -> list[LabeledText]:
 
     with Session(st.engine()) as session:
         rows = list_training_labels(session=session)
-    return [
-        LabeledText(text=text, frames=tuple(frames), weight=float(weight)) for text, frames, weight in rows
-    ]
+    return [LabeledText(text=text, frames=tuple(frames), weight=float(weight)) for text, frames, weight in rows]
 
 
 @app.command("train")
@@ -157,13 +153,9 @@ def eval_command(
     if as_json:
         typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
         return
-    baseline = evaluate(
-        KeywordBaseline(taxonomy).predict_frames, examples, taxonomy.ids, model_version="keywords"
-    )
+    baseline = evaluate(KeywordBaseline(taxonomy).predict_frames, examples, taxonomy.ids, model_version="keywords")
     out = Console(highlight=False)
-    out.print(
-        escape(format_report(report, title=f"model {tagger.version} on {data} ({len(examples)} examples)"))
-    )
+    out.print(escape(format_report(report, title=f"model {tagger.version} on {data} ({len(examples)} examples)")))
     out.print()
     out.print(escape(format_report(baseline, title="keyword baseline (taxonomy cue words)")))
 
@@ -247,27 +239,19 @@ def model_list(ctx: typer.Context) -> None:
     if not versions:
         Console().print(f"no models in {models_dir} yet (run `framewatch train`)")
         return
-    table = Table()
-    for column in ("", "version", "created", "train", "dev macro-F1", "none_fpr", "sklearn"):
-        table.add_column(column)
+    out = Console(highlight=False)
+    out.print(f"  {'version':<28} {'created (UTC)':<20} {'train':>6} {'dev macro-F1':>12} {'none_fpr':>8}")
     for meta in versions:
         dev = meta.dev_metrics
-        table.add_row(
-            "*" if meta.version == current else "",
-            meta.version,
-            meta.created_at[:19],
-            str(meta.counts.get("train", "?")),
-            f"{dev.get('macro_f1', float('nan')):.3f}",
-            f"{dev.get('none_fpr', float('nan')):.3f}",
-            meta.sklearn_version,
+        marker = "*" if meta.version == current else " "
+        out.print(
+            f"{marker} {meta.version:<28} {meta.created_at[:19]:<20} {meta.counts.get('train', '?')!s:>6} "
+            f"{dev.get('macro_f1', float('nan')):>12.3f} {dev.get('none_fpr', float('nan')):>8.3f}"
         )
-    Console().print(table)
 
 
 @model_app.command("use")
-def model_use(
-    ctx: typer.Context, version: str = typer.Argument(..., help="A version from `model list`.")
-) -> None:
+def model_use(ctx: typer.Context, version: str = typer.Argument(..., help="A version from `model list`.")) -> None:
     """Make VERSION the active model (it must load cleanly first)."""
     models_dir = state(ctx).settings.classifier.models_dir
     try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from rich.console import Console
@@ -17,7 +18,7 @@ from framewatch.config import Settings
 from framewatch.wiring import open_database
 from ingest.fetch import build_fetcher
 from ingest.http import make_client
-from ingest.pipeline import Ingestor, NewPostsHook, PollReport, Tagger
+from ingest.pipeline import Ingestor, NewPostsHook, PollReport
 from ingest.scheduler import add_ingest_job
 from storage.db import session_scope
 from storage.sources import sync_sources
@@ -25,7 +26,35 @@ from storage.sources import sync_sources
 log = logging.getLogger(__name__)
 
 
-def load_tagger(settings: Settings, console: Console | None = None) -> Tagger:
+class FollowingTagger:
+    """The active model, re-read when another process or /retrain or /rollback activates a new one.
+
+    Checking the pointer file before each batch costs one small read and means `framewatch model use`
+    in a shell takes effect in a running service without a restart."""
+
+    def __init__(self, settings: Settings, console: Console | None = None) -> None:
+        self._settings = settings
+        self._console = console
+        self._lock = threading.Lock()
+        self._tagger = load_tagger(settings, console)
+
+    @property
+    def version(self) -> str:
+        return self._tagger.version
+
+    def classify(self, texts: Sequence[str]) -> list:  # type: ignore[type-arg]
+        with self._lock:
+            if not self._tagger.is_current(self._settings.classifier.models_dir):
+                try:
+                    self._tagger = load_tagger(self._settings, self._console)
+                    log.info("switched to model %s", self._tagger.version)
+                except Exception:  # a broken new model must not stop ingestion: keep the loaded one
+                    log.exception("could not load the newly activated model; keeping %s", self._tagger.version)
+            tagger = self._tagger
+        return tagger.classify(texts)
+
+
+def load_tagger(settings: Settings, console: Console | None = None):  # type: ignore[no-untyped-def]
     """The active model, or one trained from the shipped corpus on first use (offline, with a progress line)."""
     from classifiers.service import load_tagger as _load
 
@@ -128,7 +157,7 @@ async def run_service(settings: Settings, *, role: str, console: Console) -> Non
     ingestor: Ingestor | None = None
     async with make_client(settings.ingest) as client:
         if role in ("all", "ingest"):
-            tagger = await asyncio.to_thread(load_tagger, settings, console)
+            tagger = await asyncio.to_thread(FollowingTagger, settings, console)
             ingestor = Ingestor(
                 engine=engine,
                 settings=settings.ingest,
@@ -145,6 +174,16 @@ async def run_service(settings: Settings, *, role: str, console: Console) -> Non
                     engine, console, max_age=settings.alerts.max_age, clock=lambda: datetime.now(UTC)
                 )
             add_ingest_job(scheduler, ingestor, settings.ingest)
+            scheduler.add_job(
+                _report_silent_sources,
+                "interval",
+                hours=1,
+                args=(settings, engine),
+                id="silent-sources",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(UTC) + timedelta(minutes=5),
+            )
         scheduler.start()
         console.print(f"framewatch running (role {role}); Ctrl-C to stop")
         try:
@@ -160,6 +199,33 @@ async def run_service(settings: Settings, *, role: str, console: Console) -> Non
                 await ingestor.drain(timeout=settings.ingest.timeout.total_seconds())
     engine.dispose()
     console.print("stopped")
+
+
+async def _report_silent_sources(settings: Settings, engine) -> None:  # type: ignore[no-untyped-def]
+    await asyncio.to_thread(report_silent_sources, settings, engine, datetime.now(UTC))
+
+
+def report_silent_sources(settings: Settings, engine, now: datetime) -> int:  # type: ignore[no-untyped-def]
+    """Admins hear once per silence (keyed by the last post's time) when a source goes unusually quiet."""
+    from storage.sources import silent_sources
+
+    try:
+        from bot.alerts import notify_admins
+    except ImportError:
+        return 0
+    with session_scope(engine) as session:
+        quiet = silent_sources(session=session, now=now)
+        for s in quiet:
+            hours = (now - s.last_post_at).total_seconds() / 3600
+            notify_admins(
+                f"source {s.name} has been silent for {hours:.1f} h (it usually posts every "
+                f"{s.usual_gap.total_seconds() / 60:.0f} min)",
+                session=session,
+                now=now,
+                settings=settings,
+                key=f"silent:{s.name}:{s.last_post_at.isoformat()}",
+            )
+    return len(quiet)
 
 
 def _disabled_hook(settings: Settings):  # type: ignore[no-untyped-def]

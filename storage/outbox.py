@@ -57,9 +57,7 @@ def enqueue(messages: Sequence[NewMessage], *, session: Session, now: datetime) 
     ]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(Outbox).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(col(Outbox.dedup_key))
-    )
+    stmt = insert(Outbox).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(col(Outbox.dedup_key))
     inserted: set[str] = set()
     for start in range(0, len(rows), 1000):
         inserted.update(key for (key,) in session.execute(stmt, rows[start : start + 1000]))
@@ -115,9 +113,7 @@ def claim(*, session: Session, now: datetime, owner: str, lease: timedelta, limi
 
 
 def _owned(outbox_id: int, owner: str) -> Any:
-    return sa.and_(
-        col(Outbox.id) == outbox_id, col(Outbox.lease_owner) == owner, col(Outbox.status) == "sending"
-    )
+    return sa.and_(col(Outbox.id) == outbox_id, col(Outbox.lease_owner) == owner, col(Outbox.status) == "sending")
 
 
 def mark_sent(outbox_id: int, *, session: Session, now: datetime, owner: str, message_id: int) -> bool:
@@ -208,15 +204,11 @@ def post_bundles(post_ids: Sequence[int], *, session: Session) -> dict[int, Post
         chunk = ids[start : start + 500]
         stmt = select(Post, Source.name).join(Source, col(Source.id) == col(Post.source_id))
         posts.extend(session.exec(stmt.where(col(Post.id).in_(chunk))))
-        tags = (
-            select(PostFrame).where(col(PostFrame.post_id).in_(chunk)).order_by(col(PostFrame.score).desc())
-        )
+        tags = select(PostFrame).where(col(PostFrame.post_id).in_(chunk)).order_by(col(PostFrame.score).desc())
         for tag in session.exec(tags):
             frames.setdefault(tag.post_id, []).append(tag)
     return {
-        post.id: PostBundle(post, name, tuple(frames.get(post.id, ())))
-        for post, name in posts
-        if post.id is not None
+        post.id: PostBundle(post, name, tuple(frames.get(post.id, ()))) for post, name in posts if post.id is not None
     }
 
 
@@ -228,9 +220,7 @@ def earliest_same_story(post: Post, *, session: Session, since: datetime) -> int
     assert post.id is not None
     if post.canonical_url:
         first = session.exec(
-            select(sa.func.min(Post.id)).where(
-                col(Post.canonical_url) == post.canonical_url, col(Post.id) < post.id
-            )
+            select(sa.func.min(Post.id)).where(col(Post.canonical_url) == post.canonical_url, col(Post.id) < post.id)
         ).one()
         if first is not None:
             return int(first)
@@ -277,9 +267,7 @@ def digests_due(*, session: Session, now: datetime, periods: dict[str, timedelta
     stmt = (
         select(Subscriber)
         .where(col(Subscriber.active).is_(True))
-        .where(
-            sa.exists().where(col(Outbox.subscriber_id) == col(Subscriber.id), col(Outbox.status) == "digest")
-        )
+        .where(sa.exists().where(col(Outbox.subscriber_id) == col(Subscriber.id), col(Outbox.status) == "digest"))
     )
     out: list[DigestDue] = []
     for sub in session.exec(stmt):
@@ -311,9 +299,7 @@ def mark_batched(outbox_ids: Sequence[int], digest_key: str, *, session: Session
 
 
 def set_last_digest(subscriber_id: int, *, session: Session, now: datetime) -> None:
-    session.execute(
-        sa.update(Subscriber).where(col(Subscriber.id) == subscriber_id).values(last_digest_at=now)
-    )
+    session.execute(sa.update(Subscriber).where(col(Subscriber.id) == subscriber_id).values(last_digest_at=now))
 
 
 # -- reporting ---------------------------------------------------------------------------------------

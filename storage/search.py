@@ -12,6 +12,7 @@ the text first and only then adds tags (see snippet_to_html).
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -29,7 +30,7 @@ from storage.query import Clause, ParsedQuery, QueryError, Term, parse_query
 
 SNIPPET_START = "\x02"
 SNIPPET_END = "\x03"
-MAX_LIMIT = 100
+MAX_LIMIT = 200
 MAX_OFFSET = 10_000
 SNIPPET_TOKENS = 24
 PLAIN_SNIPPET_CHARS = 240
@@ -108,7 +109,8 @@ def search_posts(
 ) -> SearchPage:
     """Posts matching `query`, newest first (published_at DESC, id DESC; undated posts last).
 
-    Raises QueryError (message fit for the user) for a malformed query or an unknown source name.
+    Raises QueryError (message fit for the user) for a malformed query, an unknown source name or a
+    limit/offset out of range.
     """
     parsed = query if isinstance(query, ParsedQuery) else parse_query(query, now=now)
     _check_paging(limit, offset)
@@ -132,17 +134,20 @@ def search_posts_like(
     conditions = _filter_conditions(parsed, _source_ids(parsed.sources, session))
     conditions += [sa.or_(*(_like(t) for t in c.terms)) for c in parsed.clauses]
     conditions += [sa.not_(_like(t)) for t in parsed.excluded]
-    stmt = sa.select(_POST.c.id).where(*conditions)
-    dialect = session.get_bind().dialect.name
-    ids = [row[0] for row in session.execute(_ordered(stmt, dialect).limit(limit + 1).offset(offset))]
+    if session.get_bind().dialect.name == "sqlite":
+        stmt = _ordered(sa.select(_POST.c.id).where(*conditions), "sqlite").limit(limit + 1).offset(offset)
+        ids = list(session.scalars(stmt))
+    else:
+        ids = _postgres_newest(conditions, session, limit + 1, offset)
     return _page(parsed, ids, session, limit, offset, highlight=False)
 
 
 def _check_paging(limit: int, offset: int) -> None:
+    """Paging often comes from the user too (CLI --limit/--offset, the bot's "more" button)."""
     if not 1 <= limit <= MAX_LIMIT:
-        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+        raise QueryError(f"The page size (limit) must be between 1 and {MAX_LIMIT}, not {limit}.")
     if not 0 <= offset <= MAX_OFFSET:
-        raise ValueError(f"offset must be between 0 and {MAX_OFFSET}, not {offset}")
+        raise QueryError(f"The offset must be between 0 and {MAX_OFFSET}, not {offset}.")
 
 
 def _ordered(stmt: sa.Select[Any], dialect: str) -> sa.Select[Any]:
@@ -243,8 +248,8 @@ def _sqlite_ids(
         if matches == 0:
             return []
         walk = (offset + limit) * posts / matches  # posts walked newest first until the page is full
-        if matches >= cap:
-            plan = "probe"
+        if matches >= cap and not (parsed.sources or parsed.languages or parsed.frames):
+            plan = "probe"  # (a source/lang/frame filter may send SQLite down another index: many probes)
         else:
             plan = "sort" if _SORT_COST * matches <= _SET_COST * matches + _WALK_COST * walk else "set"
         candidates = sa.select(_FTS.c.rowid).where(_fts5_match(expression))
@@ -291,19 +296,12 @@ def _tsquery_term(term: Term) -> sa.ColumnElement[Any]:
     return query
 
 
-def _tsquery_all(parts: Sequence[sa.ColumnElement[Any]], combine: Any) -> sa.ColumnElement[Any]:
-    result = parts[0]
-    for part in parts[1:]:
-        result = combine(result, part)
-    return result
-
-
 def _tsquery_any(terms: Sequence[Term]) -> sa.ColumnElement[Any]:
-    return _tsquery_all([_tsquery_term(t) for t in terms], sa.func.tsquery_or)
+    return functools.reduce(sa.func.tsquery_or, [_tsquery_term(t) for t in terms])
 
 
 def _tsquery_positive(clauses: Sequence[Clause]) -> sa.ColumnElement[Any]:
-    return _tsquery_all([_tsquery_any(c.terms) for c in clauses], sa.func.tsquery_and)
+    return functools.reduce(sa.func.tsquery_and, [_tsquery_any(c.terms) for c in clauses])
 
 
 def _postgres_ids(parsed: ParsedQuery, source_ids: list[int], session: Session, limit: int, offset: int) -> list[int]:
@@ -345,8 +343,15 @@ def _postgres_ids(parsed: ParsedQuery, source_ids: list[int], session: Session, 
             return ids
         if _estimated_rows(sa.select(_POST.c.id).where(_matches_tsquery(text_query)), session) <= PG_GIN_ROWS:
             return _postgres_full_page(conditions, session, limit, offset)
+    return _postgres_newest(conditions, session, limit, offset)
+
+
+def _postgres_newest(conditions: list[sa.ColumnElement[bool]], session: Session, limit: int, offset: int) -> list[int]:
+    """Dated posts in the date index's own order (DESC NULLS FIRST, so NULLs excluded), the planner
+    free to walk it; only a page they cannot fill needs the NULLS LAST sort over everything."""
     stmt = sa.select(_POST.c.id).where(*conditions, _POST.c.published_at.is_not(None))
-    ids = list(session.scalars(stmt.order_by(*newest_first).limit(limit).offset(offset)))
+    stmt = stmt.order_by(_POST.c.published_at.desc(), _POST.c.id.desc())
+    ids = list(session.scalars(stmt.limit(limit).offset(offset)))
     if len(ids) == limit:
         return ids
     return _postgres_full_page(conditions, session, limit, offset)
@@ -386,12 +391,8 @@ def _postgres_snippets(parsed: ParsedQuery, ids: list[int], session: Session) ->
 
 
 def _like(term: Term) -> sa.ColumnElement[bool]:
-    escaped = term.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    pattern = f"%{escaped}%"
-    return sa.or_(
-        _POST.c.title.ilike(pattern, escape="\\"),
-        _POST.c.text.ilike(pattern, escape="\\"),
-    )
+    pattern = "%" + term.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return sa.or_(_POST.c.title.ilike(pattern, escape="\\"), _POST.c.text.ilike(pattern, escape="\\"))
 
 
 # -- page assembly --------------------------------------------------------------------------------
@@ -409,35 +410,17 @@ def _page(
         else:
             snippets = _postgres_snippets(parsed, ids, session)
     frames = _frames(ids, session)
-    stmt = (
-        sa.select(
-            _POST.c.id,
-            _SOURCE.c.name,
-            _POST.c.title,
-            _POST.c.text,
-            sa.func.coalesce(_POST.c.canonical_url, _POST.c.url),
-            _POST.c.published_at,
-            _POST.c.language,
-        )
-        .join(_SOURCE, _SOURCE.c.id == _POST.c.source_id)
-        .where(_POST.c.id.in_(ids))
-    )
+    url = sa.func.coalesce(_POST.c.canonical_url, _POST.c.url)
+    columns = (_POST.c.id, _SOURCE.c.name, _POST.c.title, _POST.c.text, url, _POST.c.published_at, _POST.c.language)
+    stmt = sa.select(*columns).join(_SOURCE, _SOURCE.c.id == _POST.c.source_id).where(_POST.c.id.in_(ids))
     rows = {row[0]: row for row in session.execute(stmt)}
     hits = []
     for post_id in ids:
-        _, source, title, text, url, published_at, language = rows[post_id]
-        hits.append(
-            SearchHit(
-                post_id=post_id,
-                source=source,
-                title=title,
-                url=url,
-                published_at=published_at,
-                language=language,
-                frames=frames.get(post_id, ()),
-                snippet=_choose_snippet(snippets.get(post_id), title, text),
-            )
-        )
+        if post_id not in rows:  # deleted since the ids were read
+            continue
+        _, source, title, text, link, published_at, language = rows[post_id]
+        snippet = _choose_snippet(snippets.get(post_id), title, text)
+        hits.append(SearchHit(post_id, source, title, link, published_at, language, frames.get(post_id, ()), snippet))
     return SearchPage(
         hits=tuple(hits),
         has_more=has_more,
@@ -447,16 +430,11 @@ def _page(
 
 
 def _frames(ids: list[int], session: Session) -> dict[int, tuple[str, ...]]:
-    out: dict[int, list[str]] = {}
-    if ids:
-        stmt = (
-            sa.select(_FRAME.c.post_id, _FRAME.c.frame_id)
-            .where(_FRAME.c.post_id.in_(ids))
-            .order_by(_FRAME.c.score.desc(), _FRAME.c.frame_id)
-        )
-        for post_id, frame_id in session.execute(stmt):
-            out.setdefault(post_id, []).append(frame_id)
-    return {post_id: tuple(frames) for post_id, frames in out.items()}
+    out: dict[int, tuple[str, ...]] = {}
+    stmt = sa.select(_FRAME.c.post_id, _FRAME.c.frame_id).where(_FRAME.c.post_id.in_(ids))
+    for post_id, frame_id in session.execute(stmt.order_by(_FRAME.c.score.desc(), _FRAME.c.frame_id)):
+        out[post_id] = (*out.get(post_id, ()), frame_id)
+    return out
 
 
 def _choose_snippet(highlighted: tuple[str, str] | None, title: str, text: str) -> str:

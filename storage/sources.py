@@ -258,3 +258,38 @@ def release_lease(source_id: int, *, session: Session, owner: str) -> None:
     if source is not None:
         source.lease_owner = source.lease_expires_at = None
         session.add(source)
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    name: str
+    last_post_at: datetime
+    usual_gap: timedelta
+
+
+def silent_sources(
+    *, session: Session, now: datetime, factor: float = 5.0, floor: timedelta = timedelta(hours=6), sample: int = 20
+) -> list[Silence]:
+    """Enabled sources quiet for much longer than their own usual gap between posts.
+
+    "Usual" is the mean gap over the source's last `sample` posts, so a channel that posts every ten
+    minutes is flagged after an hour-ish of silence (bounded below by `floor`), a weekly feed not for weeks.
+    """
+    from storage.models import Post
+
+    out = []
+    for source in session.exec(select(Source).where(col(Source.enabled).is_(True))):
+        times = list(
+            session.exec(
+                select(Post.published_at)
+                .where(Post.source_id == source.id, col(Post.published_at).is_not(None))
+                .order_by(col(Post.published_at).desc())
+                .limit(sample + 1)
+            )
+        )
+        if len(times) < 5 or times[0] is None or times[-1] is None:
+            continue  # too little history to know what "usual" is
+        gap = (times[0] - times[-1]) / (len(times) - 1)
+        if now - times[0] > max(floor, gap * factor):
+            out.append(Silence(source.name, times[0], gap))
+    return out

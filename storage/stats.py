@@ -56,9 +56,7 @@ def frame_summary(*, session: Session, now: datetime, period: timedelta, top: in
     return sorted(out, key=lambda s: (-s.count, s.frame_id))
 
 
-def frame_daily_counts(
-    frame_id: str, *, session: Session, now: datetime, days: int
-) -> list[tuple[date, int]]:
+def frame_daily_counts(frame_id: str, *, session: Session, now: datetime, days: int) -> list[tuple[date, int]]:
     """Tagged posts per UTC day for one frame, oldest first, zero-filled, ending today."""
     start_day = (now - timedelta(days=days - 1)).date()
     since = datetime.combine(start_day, datetime.min.time(), tzinfo=now.tzinfo)
@@ -74,9 +72,7 @@ def frame_daily_counts(
     counts: dict[date, int] = defaultdict(int)
     for (published,) in session.execute(stmt):
         counts[published.date()] += 1
-    return [
-        (start_day + timedelta(days=i), counts.get(start_day + timedelta(days=i), 0)) for i in range(days)
-    ]
+    return [(start_day + timedelta(days=i), counts.get(start_day + timedelta(days=i), 0)) for i in range(days)]
 
 
 def _utc_day(column: sa.ColumnElement[datetime], dialect: str) -> sa.ColumnElement[str]:

@@ -87,9 +87,7 @@ def add_subscription(
 
 
 def list_subscriptions(subscriber_id: int, *, session: Session) -> list[Subscription]:
-    stmt = (
-        select(Subscription).where(Subscription.subscriber_id == subscriber_id).order_by(col(Subscription.id))
-    )
+    stmt = select(Subscription).where(Subscription.subscriber_id == subscriber_id).order_by(col(Subscription.id))
     return list(session.exec(stmt))
 
 
@@ -120,9 +118,7 @@ def set_language(chat_id: int, language: str, *, session: Session) -> None:
 def set_digest(chat_id: int, mode: str, *, session: Session, now: datetime) -> None:
     """Switch digest mode; the digest period starts now, so the first digest is one full period away."""
     session.execute(
-        sa.update(Subscriber)
-        .where(col(Subscriber.chat_id) == chat_id)
-        .values(digest=mode, last_digest_at=now)
+        sa.update(Subscriber).where(col(Subscriber.chat_id) == chat_id).values(digest=mode, last_digest_at=now)
     )
 
 
@@ -156,9 +152,7 @@ def record_delivery_success(subscriber_id: int, *, session: Session) -> None:
     )
 
 
-def record_delivery_failure(
-    subscriber_id: int, reason: str, *, session: Session, deactivate_after: int
-) -> bool:
+def record_delivery_failure(subscriber_id: int, reason: str, *, session: Session, deactivate_after: int) -> bool:
     """Count a permanent-looking failure (blocked, chat not found); returns True if this deactivated them.
 
     Deactivation also fails their queued alerts, which could otherwise only fail again one by one.
@@ -201,9 +195,7 @@ def migrate_chat(old_chat_id: int, new_chat_id: int, *, session: Session) -> Non
 def subscribers_by_ids(ids: Sequence[int], *, session: Session) -> dict[int, Subscriber]:
     if not ids:
         return {}
-    return {
-        s.id: s for s in session.exec(select(Subscriber).where(col(Subscriber.id).in_(list(ids)))) if s.id
-    }
+    return {s.id: s for s in session.exec(select(Subscriber).where(col(Subscriber.id).in_(list(ids)))) if s.id}
 
 
 def count_subscribers(*, session: Session) -> tuple[int, int]:

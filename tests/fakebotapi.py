@@ -537,10 +537,7 @@ class FakeBotAPI:
     def _m_setMyCommands(self, call: Call) -> Any:
         for command in call.params.get("commands", []):
             name = command.get("command", "")
-            if (
-                not re.fullmatch(r"[a-z0-9_]{1,32}", name)
-                or not 1 <= len(command.get("description", "")) <= 256
-            ):
+            if not re.fullmatch(r"[a-z0-9_]{1,32}", name) or not 1 <= len(command.get("description", "")) <= 256:
                 self.violations.append(f"setMyCommands: invalid command {command!r}")
                 return self._error(400, "Bad Request: BOT_COMMAND_INVALID")
         return True

@@ -95,16 +95,12 @@ async def test_stats_never_shows_the_token(engine: sa.Engine, fake_api: FakeBotA
     assert "Alerts sent (24 h / total): 0 / 0" in text
 
 
-async def test_model_retrain_rollback_from_the_chat(
-    engine: sa.Engine, fake_api: FakeBotAPI, tmp_path: Path
-) -> None:
+async def test_model_retrain_rollback_from_the_chat(engine: sa.Engine, fake_api: FakeBotAPI, tmp_path: Path) -> None:
     tax = tiny_taxonomy()
     models = RegistryModels(tmp_path / "models", tax, max_drop=0.02, corpus=tiny_corpus())
     changes: list[str] = []
     with db(engine) as session:
-        post = add_post(
-            session, add_source(session, "wire"), text="prigozhin accuses the generals", frames={}
-        )
+        post = add_post(session, add_source(session, "wire"), text="prigozhin accuses the generals", frames={})
     async with running_bot(
         engine, fake_api, taxonomy=tax, models=models, on_model_change=lambda: changes.append("changed")
     ):
@@ -127,10 +123,7 @@ async def test_model_retrain_rollback_from_the_chat(
         assert info.startswith(f"Active model: {first}") and "dev macro-F1" in info
         await ask(fake_api, ADMIN, "/retrain")
         await fake_api.wait_for(
-            lambda: (
-                len([c for c in fake_api.sent(ADMIN) if "Retraining finished" in str(c.params.get("text"))])
-                == 2
-            ),
+            lambda: len([c for c in fake_api.sent(ADMIN) if "Retraining finished" in str(c.params.get("text"))]) == 2,
             60,
         )
         second = registry.active_version(tmp_path / "models")
@@ -146,9 +139,7 @@ async def test_retrain_runs_in_the_background_one_at_a_time(
     tax = tiny_taxonomy()
     models = RegistryModels(tmp_path / "models", tax, max_drop=0.02, corpus=tiny_corpus())
     gate = threading.Event()
-    async with running_bot(
-        engine, fake_api, taxonomy=tax, models=models, on_model_change=lambda: gate.wait(30)
-    ):
+    async with running_bot(engine, fake_api, taxonomy=tax, models=models, on_model_change=lambda: gate.wait(30)):
         await ask(fake_api, ADMIN, "/retrain")
         await fake_api.wait_for(lambda: registry.active_version(tmp_path / "models") is not None, 60)
         # Training finished, the hook is still blocked: the loop keeps answering, a second run is refused.

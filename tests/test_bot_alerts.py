@@ -39,9 +39,7 @@ POST = AlertPost(
 
 
 def test_frames_and_min_score() -> None:
-    assert [h.frame_id for h in matches(POST, SubscriptionSpec(frames=("military_rift",)))] == [
-        "military_rift"
-    ]
+    assert [h.frame_id for h in matches(POST, SubscriptionSpec(frames=("military_rift",)))] == ["military_rift"]
     assert matches(POST, SubscriptionSpec(frames=("victory_claim",))) == ()
     assert [h.frame_id for h in matches(POST, SubscriptionSpec())] == ["military_rift", "denial"]
     assert [h.frame_id for h in matches(POST, SubscriptionSpec(min_score=0.5))] == ["military_rift"]
@@ -116,9 +114,7 @@ def test_backfill_and_stale_posts_are_never_alerted(engine: sa.Engine) -> None:
         backfill = add_post(session, src, from_backfill=True)
         stale = add_post(session, src, published_at=NOW - timedelta(hours=7), text="old news " * 20)
         untagged = add_post(session, src, frames={}, text="nothing to see " * 20)
-        report = enqueue_alerts(
-            [backfill.id, stale.id, untagged.id], session=session, now=NOW, settings=settings_
-        )
+        report = enqueue_alerts([backfill.id, stale.id, untagged.id], session=session, now=NOW, settings=settings_)
     assert (report.skipped_backfill, report.skipped_old, report.skipped_untagged, report.queued) == (
         1,
         1,
@@ -135,9 +131,7 @@ def test_one_story_across_channels_alerts_once_with_also_in(engine: sa.Engine) -
         a, b, c, d = (add_source(session, n) for n in ("alpha", "beta", "gamma", "delta"))
         sub = add_subscriber(session, 10, frames=["military_rift"])
         first = add_post(session, a, text=body, canonical_url="https://news.example/story")
-        same_url = add_post(
-            session, b, text="Other words, same link.", canonical_url="https://news.example/story"
-        )
+        same_url = add_post(session, b, text="Other words, same link.", canonical_url="https://news.example/story")
         linked = add_post(session, c, text="A linked copy", duplicate_of_id=first.id)
         near = add_post(session, d, text=body + "\n\nSubscribe: https://t.me/delta @delta")
         report = enqueue_alerts(
@@ -205,9 +199,7 @@ def test_alert_html_is_valid_escaped_and_bounded(sqlite_engine: sa.Engine) -> No
         bundle = outbox.post_bundles([post.id], session=session)[post.id]
     payload = {"frames": [["military_rift", 0.9]], "also_in": [HOSTILE] * 50}
     for lang in ("en", "ru", "uk"):
-        msg = render_alert(
-            bundle, payload, lang=lang, frame_names=names, frame_order=order, excerpt_chars=3000
-        )
+        msg = render_alert(bundle, payload, lang=lang, frame_names=names, frame_order=order, excerpt_chars=3000)
         error, visible = check_telegram_html(msg.text)
         assert error is None, error
         assert utf16_len(visible) <= TEXT_LIMIT and visible_len(msg.text) == utf16_len(visible)

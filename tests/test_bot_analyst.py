@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from storage.models import utcnow
 from tests.fakebotapi import FakeBotAPI
 from tests.test_bot_support import (
-    ANALYST,
     ADMIN,
+    ANALYST,
     add_post,
     add_source,
     ask,
@@ -82,9 +82,7 @@ async def test_search_pages_with_more_button(engine: sa.Engine, fake_api: FakeBo
         assert button["text"] == "More ▸" and button["callback_data"].startswith("sm:")
         before = len(fake_api.sent(ANALYST))
         fake_api.push_callback(ANALYST, button["callback_data"], message=call.result)
-        page2 = await fake_api.wait_for(
-            lambda: len(fake_api.sent(ANALYST)) > before and fake_api.sent(ANALYST)[-1]
-        )
+        page2 = await fake_api.wait_for(lambda: len(fake_api.sent(ANALYST)) > before and fake_api.sent(ANALYST)[-1])
         assert "reply_markup" not in page2.params  # 7 hits: 5 + 2, no third page
         # An analyst's "more" from a search this chat never ran (forged key) is refused.
         fake_api.push_callback(ANALYST, "sm:deadbeef:5", message=call.result)

@@ -113,12 +113,7 @@ async def test_help_shows_only_what_each_role_may_use(engine: sa.Engine, fake_ap
         analyst = visible(await ask(fake_api, ANALYST, "/help"))
         admin = visible(await ask(fake_api, ADMIN, "/help"))
     assert "/subscribe" in user and "/search" not in user and "Admin" not in user and "/label" not in user
-    assert (
-        "/search QUERY" in analyst
-        and "/trend" in analyst
-        and "/label" not in analyst
-        and "/stats" not in analyst
-    )
+    assert "/search QUERY" in analyst and "/trend" in analyst and "/label" not in analyst and "/stats" not in analyst
     for command in (
         "/label",
         "/retrain",
@@ -153,15 +148,9 @@ async def test_every_restricted_command_refuses_politely_and_logs(
         add_source(session, "wire")
     async with running_bot(engine, fake_api):
         for command in ANALYST_COMMANDS + ADMIN_COMMANDS:
-            assert (
-                visible(await ask(fake_api, STRANGER, command))
-                == "Sorry, this command is not available to you."
-            )
+            assert visible(await ask(fake_api, STRANGER, command)) == "Sorry, this command is not available to you."
         for command in ADMIN_COMMANDS:
-            assert (
-                visible(await ask(fake_api, ANALYST, command))
-                == "Sorry, this command is not available to you."
-            )
+            assert visible(await ask(fake_api, ANALYST, command)) == "Sorry, this command is not available to you."
     refusals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused /")]
     assert len(refusals) == len(ANALYST_COMMANDS) + 2 * len(ADMIN_COMMANDS)
     assert "refused /stats for user 2002 (role analyst)" in refusals

@@ -172,9 +172,7 @@ async def _worker(engine: sa.Engine, base_url: str, lease: float) -> int:
             await worker.drain()
             with session_scope(engine) as session:
                 open_rows = session.exec(
-                    select(sa.func.count())
-                    .select_from(Outbox)
-                    .where(Outbox.status.in_(["pending", "sending"]))  # type: ignore[attr-defined]
+                    select(sa.func.count()).select_from(Outbox).where(Outbox.status.in_(["pending", "sending"]))  # type: ignore[attr-defined]
                 ).one()
             if not open_rows:
                 return 0

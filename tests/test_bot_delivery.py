@@ -257,9 +257,7 @@ def test_concurrent_claims_never_overlap(engine: sa.Engine) -> None:
         got: list[int] = []
         while True:
             with db(engine) as session:
-                rows_ = outbox.claim(
-                    session=session, now=NOW, owner=owner, lease=timedelta(minutes=1), limit=3
-                )
+                rows_ = outbox.claim(session=session, now=NOW, owner=owner, lease=timedelta(minutes=1), limit=3)
                 if not rows_:
                     return got
                 got.extend(r.id for r in rows_ if r.id is not None)

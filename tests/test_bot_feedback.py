@@ -39,9 +39,7 @@ def seed_alert(engine: sa.Engine) -> tuple[int, int]:
     with db(engine) as session:
         src = add_source(session, "wire")
         add_subscriber(session, USER, frames=["military_rift"])
-        post = add_post(
-            session, src, published_at=utcnow() - timedelta(minutes=2), frames={"military_rift": 0.9}
-        )
+        post = add_post(session, src, published_at=utcnow() - timedelta(minutes=2), frames={"military_rift": 0.9})
         other = add_post(session, src, text="unrelated " * 20, frames={"denial": 0.9})
         enqueue_alerts([post.id or 0], session=session, now=utcnow(), settings=make_settings())
         return post.id or 0, other.id or 0
@@ -84,9 +82,7 @@ async def test_buttons_store_feedback_and_relabels(engine: sa.Engine, fake_api: 
         picked = next(t for t in toggles if t["callback_data"] == callbacks.relabel(post_id, 1 << denial))
         await press(fake_api, USER, picked["callback_data"], message)
         edit = fake_api.calls_to("editMessageReplyMarkup")[-1]
-        assert any(
-            r[0]["text"] == "✓ Denial of involvement" for r in edit.params["reply_markup"]["inline_keyboard"]
-        )
+        assert any(r[0]["text"] == "✓ Denial of involvement" for r in edit.params["reply_markup"]["inline_keyboard"])
         save = edit.params["reply_markup"]["inline_keyboard"][-1][1]
         saved = await press(fake_api, USER, save["callback_data"], message)
         assert saved.params["text"] == "Saved: Denial of involvement"
@@ -124,9 +120,7 @@ async def test_forged_callback_data_is_rejected(engine: sa.Engine, fake_api: Fak
     assert labels(engine) == []
 
 
-async def test_someone_else_pressing_a_valid_button_is_rejected(
-    engine: sa.Engine, fake_api: FakeBotAPI
-) -> None:
+async def test_someone_else_pressing_a_valid_button_is_rejected(engine: sa.Engine, fake_api: FakeBotAPI) -> None:
     post_id, _ = seed_alert(engine)
     async with running_bot(engine, fake_api):
         (alert,) = await fake_api.wait_sent(USER)
@@ -158,17 +152,13 @@ async def test_digest_batches_alerts_into_one_message(engine: sa.Engine, fake_ap
             for i in range(3)
         ]
         copy = add_post(session, other, text="story 0 " * 20, title="Title <0>", published_at=now)
-        enqueue_alerts(
-            [p.id or 0 for p in [*posts, copy]], session=session, now=now, settings=make_settings()
-        )
+        enqueue_alerts([p.id or 0 for p in [*posts, copy]], session=session, now=now, settings=make_settings())
     async with running_bot(engine, fake_api, digest_interval=0.2):
         await fake_api.wait_sent(USER + 1, 3)  # the other subscriber gets them one by one, at once
         assert fake_api.sent(USER) == []  # period not over: nothing yet
         with db(engine) as session:  # an hour later (the job runs on the real clock)
             session.execute(
-                sa.update(Subscriber)
-                .where(Subscriber.chat_id == USER)
-                .values(last_digest_at=now - timedelta(hours=2))
+                sa.update(Subscriber).where(Subscriber.chat_id == USER).values(last_digest_at=now - timedelta(hours=2))
             )
         (digest,) = await fake_api.wait_sent(USER)
         await asyncio.sleep(0.6)  # a few more digest ticks: nothing is sent twice

@@ -84,7 +84,7 @@ def test_subscribe_results_only_name_known_things(raw: str) -> None:
 
 def test_subscribe_examples() -> None:
     spec = parse_subscribe(
-        "Military_Rift,denial  ｖｉｃｔｏｒｙ_ｃｌａｉｍ source:WIRE min:0,65 +\"two words\" -x lang:RU",
+        'Military_Rift,denial  ｖｉｃｔｏｒｙ_ｃｌａｉｍ source:WIRE min:0,65 +"two words" -x lang:RU',
         frames=FRAMES,
         sources=SOURCES,
     )
@@ -104,9 +104,7 @@ def test_subscribe_examples() -> None:
     key=st.text(alphabet="0123456789abcdef", min_size=8, max_size=8),
     offset=st.integers(0, 99_999),
 )
-def test_callback_data_round_trips_within_64_bytes(
-    post: int, mask: int, correct: bool, key: str, offset: int
-) -> None:
+def test_callback_data_round_trips_within_64_bytes(post: int, mask: int, correct: bool, key: str, offset: int) -> None:
     for data, action in (
         (callbacks.feedback(post, correct, mask), callbacks.Feedback(post, correct, mask)),
         (callbacks.relabel(post, mask), callbacks.Relabel(post, mask, False)),
@@ -129,7 +127,7 @@ def test_arbitrary_callback_data_parses_to_none_or_itself(data: str) -> None:
     else:
         again = callbacks.search_more(action.key, action.offset)
     assert int(data.split(":")[-1]) == int(again.split(":")[-1])
-    assert callbacks.mask_frames(2**len(FRAMES), FRAMES) is None
+    assert callbacks.mask_frames(2 ** len(FRAMES), FRAMES) is None
 
 
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6000)

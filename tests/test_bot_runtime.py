@@ -55,13 +55,12 @@ def captured_log() -> Iterator[io.StringIO]:
 
 
 async def test_token_never_reaches_the_logs(engine: sa.Engine, captured_log: io.StringIO) -> None:
-    async with FakeBotAPI(ODD_TOKEN) as fake:
-        async with running_bot(engine, fake, token=ODD_TOKEN):
-            fake.add_fault("5xx", method="sendMessage", chat_id=USER)
-            await ask(fake, ADMIN, "/help")
-            fake.push_text(USER, "/help")  # its reply fails: the error handler logs the exception
-            await fake.wait_for(lambda: any(c.status == 500 for c in fake.calls), 10)
-            await asyncio.sleep(0.3)
+    async with FakeBotAPI(ODD_TOKEN) as fake, running_bot(engine, fake, token=ODD_TOKEN):
+        fake.add_fault("5xx", method="sendMessage", chat_id=USER)
+        await ask(fake, ADMIN, "/help")
+        fake.push_text(USER, "/help")  # its reply fails: the error handler logs the exception
+        await fake.wait_for(lambda: any(c.status == 500 for c in fake.calls), 10)
+        await asyncio.sleep(0.3)
     text = captured_log.getvalue()
     assert "HTTP Request: POST http://127.0.0.1" in text and "[REDACTED]" in text  # URLs were logged...
     assert "error while handling an update" in text and "Internal Server Error" in text
@@ -146,7 +145,9 @@ async def test_webhook_mode_checks_the_secret(engine: sa.Engine) -> None:
         async with httpx.AsyncClient() as client:
             bad = await client.post(f"http://127.0.0.1:{port}/hook", json=update)
             good = await client.post(
-                f"http://127.0.0.1:{port}/hook", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-value"}
+                f"http://127.0.0.1:{port}/hook",
+                json=update,
+                headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-value"},
             )
         assert bad.status_code == 403 and good.status_code == 200
         await fake.wait_sent(USER)

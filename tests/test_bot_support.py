@@ -123,9 +123,7 @@ def add_subscriber(
     digest: str = "off",
     **spec: Any,
 ) -> Subscriber:
-    sub = Subscriber(
-        chat_id=chat_id, user_id=chat_id if chat_id > 0 else None, language=language, digest=digest
-    )
+    sub = Subscriber(chat_id=chat_id, user_id=chat_id if chat_id > 0 else None, language=language, digest=digest)
     sub.created_at = NOW - timedelta(days=1)
     sub.last_digest_at = NOW - timedelta(days=1)
     session.add(sub)
@@ -157,9 +155,7 @@ def tiny_corpus() -> list[Example]:
     for i in range(40):
         frames = ("rift",) if i % 3 == 0 else ("denial",) if i % 3 == 1 else ()
         base = words[frames[0]] if frames else "weather football concert market prices"
-        out.append(
-            Example(f"{base} {filler[i % 10]} {filler[(i // 10) % 10]} {filler[(i * 3) % 10]}", frames)
-        )
+        out.append(Example(f"{base} {filler[i % 10]} {filler[(i // 10) % 10]} {filler[(i * 3) % 10]}", frames))
     return out
 
 
@@ -208,9 +204,7 @@ async def running_bot(
             await app.stop()
 
 
-async def ask(
-    fake: FakeBotAPI, user_id: int, text: str, *, chat_id: int | None = None, timeout: float = 10
-) -> str:
+async def ask(fake: FakeBotAPI, user_id: int, text: str, *, chat_id: int | None = None, timeout: float = 10) -> str:
     """Send `text` as `user_id` and return the bot's next message (text or photo caption) to that chat."""
     chat = chat_id if chat_id is not None else user_id
     before = len(fake.sent(chat))

@@ -13,7 +13,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from classifiers.corpus import Example, label_matrix, load_corpus, split_dev
 from classifiers.evaluation import evaluate, score_predictions
-from classifiers.features import TextFeaturizer
+from classifiers.explain import attribute, top_words
+from classifiers.features import TextFeaturizer, analyse
 from classifiers.keywords import CueMatcher, KeywordBaseline, taxonomy_lexicon
 from classifiers.model import FrameClassifier, tune_threshold
 from classifiers.taxonomy import load_taxonomy
@@ -115,18 +116,19 @@ def test_explanations_quote_words_of_that_text(
 
 
 def test_explanation_contributions_add_up_to_the_linear_score(model: FrameClassifier) -> None:
-    text = "Партизаны из «Легиона Свобода России» заявили, что перешли границу Белгородской области."
+    text = "Партизаны из «Легиона Свобода России» заявили, что перешли границу Белгородской области 22 мая."
+    (cleaned, toks), *_ = analyse([text])
     x = model.transform_texts([text])
-    words, rows = model.featurizer_.word_attribution(text)
-    counts = np.asarray(rows.sum(axis=0)).ravel()
+    weights = [model.frame_weights(k) for k in range(len(TAXONOMY.ids))]
+    words, contribution = attribute(model.featurizer_, cleaned, toks, x, weights)
     assert words and all(word in text for word in words)
-    dense = x.toarray().ravel()
-    seen = counts > 0
-    # Every feature the text produced is attributed to some word (so nothing unexplained is hidden).
-    np.testing.assert_array_equal(seen, dense != 0)
-    weights = model.frame_weights(0)
-    contribution = rows @ (np.where(seen, dense / np.where(seen, counts, 1), 0) * weights)
-    assert contribution.sum() == pytest.approx(float(dense @ weights))
+    assert len(set(words)) == len(words)
+    # Each frame's linear score is split over the words exactly: nothing hidden, nothing counted twice.
+    for k, w in enumerate(weights):
+        assert contribution[:, k].sum() == pytest.approx(float((x @ w)[0]))
+    assert top_words(words, contribution[:, 0], 3) == tuple(
+        words[i] for i in np.argsort(-contribution[:, 0])[:3] if contribution[i, 0] > 0
+    )
 
 
 def test_tune_threshold_finds_the_separating_cut() -> None:

@@ -21,7 +21,7 @@ def _invoke(*args: str):  # type: ignore[no-untyped-def]
     from framewatch import commands  # noqa: F401
     from framewatch.cli import app
 
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return CliRunner().invoke(app, list(args), catch_exceptions=False, env={"COLUMNS": "250"})
 
 
 def _config(tmp_path: Path, db_url: str, models: Path, server: LocalServer, dead_port: int) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import itertools
 import json
 import os
 import random
@@ -164,7 +165,10 @@ class SyntheticWeb:
             if source.kind == "telegram":
                 ext, url = str(number), f"https://t.me/{source.channel}/{number}"
             else:
-                ext, url = f"{source.name}-item-{number}", f"https://news{number % 7}.example.org/{source.name}/{number}"
+                ext, url = (
+                    f"{source.name}-item-{number}",
+                    f"https://news{number % 7}.example.org/{source.name}/{number}",
+                )
             published = until - timedelta(minutes=n - k)
             source.posts.append(SyntheticPost(ext, title, body, url, published))
 
@@ -175,9 +179,7 @@ class SyntheticWeb:
                 reply = self._cache.get(key)
                 if reply is None:
                     reply = self._cache[key] = self._render(source, request.query)
-            return Reply(
-                body=reply.body, content_type=reply.content_type, etag=reply.etag, delay=self.delay
-            )
+            return Reply(body=reply.body, content_type=reply.content_type, etag=reply.etag, delay=self.delay)
 
         return answer
 
@@ -216,7 +218,7 @@ def rss_feed(source: SyntheticSource, items: Sequence[SyntheticPost]) -> bytes:
 def atom_feed(source: SyntheticSource, items: Sequence[SyntheticPost]) -> bytes:
     parts = [
         '<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">\n'
-        f"  <title type=\"text\">{source.name}</title>\n  <id>urn:framewatch:{source.name}</id>\n"
+        f'  <title type="text">{source.name}</title>\n  <id>urn:framewatch:{source.name}</id>\n'
         f"  <updated>{(items[0].published if items else datetime(2024, 1, 1, tzinfo=UTC)).isoformat()}"
         "</updated>\n"
     ]
@@ -250,17 +252,21 @@ _TG_HEAD = """<!DOCTYPE html>
         <section class="tgme_channel_history js-message_history">
 """
 _TG_MORE = """          <div class="tgme_widget_message_centered js-messages_more_wrap">
-            <a href="/s/{channel}?before={before}" class="tme_messages_more js-messages_more" data-before="{before}"></a>
+            <a href="/s/{channel}?before={before}" class="tme_messages_more js-messages_more"
+               data-before="{before}"></a>
           </div>
 """
 _TG_MESSAGE = """          <div class="tgme_widget_message_wrap js-widget_message_wrap">
             <div class="tgme_widget_message text_not_supported_wrap js-widget_message" data-post="{channel}/{id}">
               <div class="tgme_widget_message_bubble">
-                <div class="tgme_widget_message_author accent_color"><a class="tgme_widget_message_owner_name" href="https://t.me/{channel}"><span dir="auto">{title}</span></a></div>
+                <div class="tgme_widget_message_author accent_color"><a class="tgme_widget_message_owner_name"
+                  href="https://t.me/{channel}"><span dir="auto">{title}</span></a></div>
                 <div class="tgme_widget_message_text js-message_text" dir="auto">{text}</div>
                 <div class="tgme_widget_message_footer compact js-message_footer">
                   <div class="tgme_widget_message_info short js-message_info">
-                    <span class="tgme_widget_message_views">{views}</span><span class="copyonly"> views</span><span class="tgme_widget_message_meta"><a class="tgme_widget_message_date" href="https://t.me/{channel}/{id}"><time datetime="{when}" class="time">{hhmm}</time></a></span>
+                    <span class="tgme_widget_message_views">{views}</span><span class="copyonly"> views</span><span
+                      class="tgme_widget_message_meta"><a class="tgme_widget_message_date"
+                      href="https://t.me/{channel}/{id}"><time datetime="{when}" class="time">{hhmm}</time></a></span>
                   </div>
                 </div>
               </div>
@@ -416,9 +422,7 @@ def wait_until(
 
 def stored_keys(engine: sa.Engine) -> Counter[tuple[str, str]]:
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT s.name, p.external_id FROM post p JOIN source s ON s.id = p.source_id")
-        )
+        rows = conn.execute(sa.text("SELECT s.name, p.external_id FROM post p JOIN source s ON s.id = p.source_id"))
         return Counter((name, ext) for name, ext in rows)
 
 
@@ -460,7 +464,7 @@ def _ingest_section(server: LocalServer) -> dict[str, Any]:
         "default_interval": f"{INTERVAL:g}s",
     }
     if LEASE_CONFIGURABLE:
-        section["lease"] = "6s"
+        section["lease"] = "10s"
     return section
 
 
@@ -494,7 +498,7 @@ def _assert_spacing(requests: Sequence[RecordedRequest], skip: set[str], interva
         if target.split("?")[0] in skip:
             continue
         rs.sort(key=lambda r: r.at)
-        for a, b in zip(rs, rs[1:], strict=False):
+        for a, b in itertools.pairwise(rs):
             if b.at - a.at < interval - 0.05:
                 too_close.append((target, a.headers.get("user-agent"), b.headers.get("user-agent"), b.at - a.at))
     assert not too_close, f"fetched twice within {interval}s: {too_close[:10]}"
@@ -534,8 +538,14 @@ async def test_ingest_and_deliver_workers_share_postgres_and_survive_kill_9(
                 for name in DELIVER_WORKERS:
                     workers.append(WorkerProcess(name, "deliver", config, tmp_path))
                 await asyncio.to_thread(
-                    _scenario, server=server, web=web, engine=pg_engine, api=api, workers=workers,
-                    round1=round1, loop=asyncio.get_running_loop(),
+                    _scenario,
+                    server=server,
+                    web=web,
+                    engine=pg_engine,
+                    api=api,
+                    workers=workers,
+                    round1=round1,
+                    loop=asyncio.get_running_loop(),
                 )
             finally:
                 await asyncio.to_thread(stop_all, workers)
@@ -561,17 +571,20 @@ def _scenario(
 
     # Round 1: every source polled once, every post stored once, the work shared.
     wait_until(
-        lambda: len(source_rows(engine)) == SOURCES
-        and all(r["last_success_at"] for r in source_rows(engine).values()),
-        timeout=150, what="round 1: every source polled", workers=workers,
+        lambda: len(source_rows(engine)) == SOURCES and all(r["last_success_at"] for r in source_rows(engine).values()),
+        timeout=150,
+        what="round 1: every source polled",
+        workers=workers,
     )
     keys = stored_keys(engine)
     assert max(keys.values()) == 1
     assert set(keys) == round1, f"missing {len(round1 - set(keys))}, unexpected {len(set(keys) - round1)}"
     first = _round_requests(server, start)
     assert {r.path for r in first} >= set(paths), "some source was never fetched"
+    _assert_spacing(first, skip=set(), interval=INTERVAL)
     round1_workers = Counter(r.headers.get("user-agent") for r in first)
     assert len(round1_workers) >= 2, f"round 1 was not shared: {round1_workers}"
+    print(f"round 1: {len(round1)} posts in {time.monotonic() - start:.1f}s, requests {dict(round1_workers)}")
 
     # Round 2: new posts everywhere, slow answers; kill -9 one worker while it has polls in flight.
     web.delay = ROUND2_DELAY
@@ -585,14 +598,11 @@ def _scenario(
         recent = _round_requests(server, switch)
         per_worker = Counter(r.headers.get("user-agent") for r in recent)
         mine = [r.at for r in recent if r.headers.get("user-agent") == victim.name]
-        return (
-            all(per_worker[w.name] >= 5 for w in ingest)
-            and bool(mine)
-            and time.monotonic() - max(mine) < 0.2
-        )
+        return all(per_worker[w.name] >= 5 for w in ingest) and bool(mine) and time.monotonic() - max(mine) < 0.2
 
-    wait_until(victim_busy, timeout=INTERVAL + 60, what="round 2 under way on all ingest workers",
-               workers=workers, every=0.02)
+    wait_until(
+        victim_busy, timeout=INTERVAL + 60, what="round 2 under way on all ingest workers", workers=workers, every=0.02
+    )
     victim.kill()
     killed_at = time.time()
     leases = {n: r for n, r in source_rows(engine).items() if r["lease_owner"] is not None}
@@ -607,16 +617,25 @@ def _scenario(
     orphans = {n: row["lease_expires_at"].timestamp() for n, row in leases.items() if row["lease_owner"] == owner}
     assert orphans, "the killed worker held no leases"
     survivors = [w for w in workers if w is not victim]
+    print(
+        f"killed {victim.name} holding {len(orphans)} leases; expiring in "
+        f"{max(orphans.values()) - killed_at:.1f}s at most"
+    )
 
     def everything_stored() -> bool:
         rows = source_rows(engine)
         return all(
             r["last_success_at"] and r["last_success_at"].timestamp() > killed_at and r["lease_owner"] is None
-            for n, r in rows.items() if n in orphans
+            for n, r in rows.items()
+            if n in orphans
         ) and sum(stored_keys(engine).values()) >= len(expected)
 
-    wait_until(everything_stored, timeout=max(orphans.values()) - time.time() + 90,
-               what="the killed worker's sources taken over", workers=survivors)
+    wait_until(
+        everything_stored,
+        timeout=max(orphans.values()) - time.time() + 90,
+        what="the killed worker's sources taken over",
+        workers=survivors,
+    )
     keys = stored_keys(engine)
     assert max(keys.values()) == 1, "a post was stored twice"
     assert set(keys) == expected, f"missing {sorted(expected - set(keys))[:5]}, unexpected {len(set(keys) - expected)}"
@@ -669,3 +688,4 @@ def _assert_alerts_sent_once(
     texts = Counter((int(c.params["chat_id"]), c.params["text"]) for c in calls)
     assert max(texts.values()) == 1, "the same alert reached a chat twice"
     assert not api.violations, api.violations[:3]
+    print(f"{len(rows)} alerts sent once each")

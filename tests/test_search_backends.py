@@ -60,6 +60,8 @@ CORPUS = [
         "Angle brackets 1 < 2 and 3 > 1 & wagner alert here"),
     Doc("en_old", "wire-world", "en", 24 * 40, "Wagner in Africa",
         "Wagner group fighters were seen in Mali and the Central African Republic."),
+    Doc("en_tie_a", "wire-world", "en", 15, "Same minute", "Ceasefire report, first of two."),
+    Doc("en_tie_b", "wire-world", "en", 15, "Same minute", "Ceasefire report, second of two."),
     Doc("en_undated", "wire-world", "en", None, "Undated note",
         "An item without a date mentions Wagner once."),
     Doc("ru_mutiny", "Baza", "ru", 1, "ВАГНЕР идёт на Москву",
@@ -274,13 +276,20 @@ def test_filters_by_hand(engine: sa.Engine, corpus: dict[str, int]) -> None:
     assert found(engine, "source:ukr-news", corpus) == [
         "uk_wagner", "uk_kyiv", "uk_partisans", "uk_apostrophe", "uk_mixed", "uk_old",
     ]  # fmt: skip
-    wire = found(engine, "source:wire-world", corpus)
-    assert wire[-1] == "en_undated" and "en_undated" not in found(engine, "source:wire-world since:2000-01-01", corpus)
+    wire = found(engine, "source:wire-world", corpus, limit=50)
+    assert wire[-1] == "en_undated"  # undated posts come last
+    assert "en_undated" not in found(engine, "source:wire-world since:2000-01-01", corpus)
     assert found(engine, "frame:military_rift frame:nazi_ukraine", corpus) == ["ru_nazi"]
     # until: with a bare date keeps that whole day; since: is inclusive at the exact instant.
     assert found(engine, "wagner until:2023-05-15", corpus) == ["en_old"]
     assert found(engine, "since:2023-06-24T10:00Z", corpus) == ["ru_mutiny", "en_mutiny"]
     assert found(engine, "since:2023-06-24T11:00Z", corpus) == ["ru_mutiny"]
+
+
+def test_equal_dates_are_ordered_by_id_newest_first(engine: sa.Engine, corpus: dict[str, int]) -> None:
+    tie = sorted(["en_tie_a", "en_tie_b"], key=lambda key: -corpus[key])
+    assert found(engine, "ceasefire", corpus) == tie
+    assert found(engine, "ceasefire", corpus, limit=1) + found(engine, "ceasefire", corpus, limit=1, offset=1) == tie
 
 
 def test_unknown_source_is_a_query_error(engine: sa.Engine, corpus: dict[str, int]) -> None:
@@ -306,10 +315,10 @@ def test_paging_walks_the_same_list(engine: sa.Engine, corpus: dict[str, int], q
 
 
 def test_paging_arguments_are_checked(engine: sa.Engine, corpus: dict[str, int]) -> None:
-    with Session(engine) as session, pytest.raises(ValueError, match="limit"):
-        search_posts("wagner", session=session, now=NOW, limit=0)
-    with Session(engine) as session, pytest.raises(ValueError, match="offset"):
-        search_posts("wagner", session=session, now=NOW, offset=-1)
+    for paging, message in (({"limit": 0}, "limit"), ({"limit": 201}, "limit"), ({"offset": -1}, "offset"),
+                            ({"offset": 10_001}, "offset")):  # fmt: skip
+        with Session(engine) as session, pytest.raises(QueryError, match=message):
+            search_posts("wagner", session=session, now=NOW, **paging)
 
 
 def test_hits_carry_post_details(engine: sa.Engine, corpus: dict[str, int]) -> None:

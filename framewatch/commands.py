@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from framewatch import commands_model  # noqa: F401  (registers train/eval/classify/model)
+from framewatch import commands_analyst, commands_model  # noqa: F401  (register their commands)
 from framewatch.cli import app, fail, state
 from framewatch.config import SourceSettings, parse_duration
 from storage.db import session_scope

@@ -222,3 +222,27 @@ def test_export_after_ingest(
         assert not row["published_at"] or row["published_at"].endswith("Z")
     bad = _invoke("--config", str(config), "export", "--since", "last tuesday")
     assert bad.exit_code == 2 and "--since" in bad.output
+
+
+def test_analyst_commands_from_the_cli(
+    tmp_path: Path, sqlite_engine: sa.Engine, models_dir: Path, local_server: LocalServer, free_port: int
+) -> None:
+    _serve(local_server)
+    url = sqlite_engine.url.render_as_string(hide_password=False)
+    config = _config(tmp_path, url, models_dir, local_server, free_port)
+    _invoke("--config", str(config), "ingest", "--once", "--source", "wire", "--source", "vesti")
+    with Session(sqlite_engine) as session:
+        tagged = session.exec(select(PostFrame)).first()
+        assert tagged is not None
+        post = session.get(Post, tagged.post_id)
+        assert post is not None
+    shown = _invoke("--config", str(config), "post", str(tagged.post_id))
+    assert shown.exit_code == 0 and tagged.frame_id in shown.output
+    assert _invoke("--config", str(config), "post", "999999").exit_code == 2
+    assert _invoke("--config", str(config), "frames", "1y").exit_code == 2
+    summary = _invoke("--config", str(config), "frames", "30d")
+    assert summary.exit_code == 0
+    found = _invoke("--config", str(config), "search", f"frame:{tagged.frame_id}")
+    assert found.exit_code == 0 and f"#{tagged.post_id}" in found.output
+    bad = _invoke("--config", str(config), "search", '"(unbalanced AND')
+    assert bad.exit_code == 2 and "QUERY" in bad.output and "Traceback" not in bad.output

@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import sqlite3
 import statistics
@@ -224,16 +225,30 @@ def _ram() -> str:
     return "?"
 
 
-def _postgres_version() -> str:
+def _postgres_version(url: str | None) -> str:
+    """The server's version when a URL is given (what the PostgreSQL figures ran on), else the binary's."""
+    if url:
+        try:
+            import sqlalchemy as sa
+
+            engine = sa.create_engine(url)
+            try:
+                with engine.connect() as conn:
+                    return f"{conn.exec_driver_sql('SHOW server_version').scalar()} (server)"
+            finally:
+                engine.dispose()
+        except Exception as exc:  # a report without the version beats no report
+            return f"unreachable ({type(exc).__name__})"
     for exe in ("postgres", "psql"):
         path = shutil.which(exe)
-        if path:
-            try:
-                out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
-            except (OSError, subprocess.SubprocessError):
-                continue
-            if out.strip():
-                return out.strip().split(")")[-1].strip() or out.strip()
+        if not path:
+            continue
+        try:
+            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if m := re.search(r"\d+(\.\d+)+", out):
+            return f"{m.group(0)} ({exe} binary)"
     return "not installed"
 
 
@@ -255,7 +270,7 @@ def load_average() -> str:
     return f"{one:.1f} / {five:.1f} / {fifteen:.1f}"
 
 
-def machine_description() -> list[tuple[str, str]]:
+def machine_description(postgres_url: str | None = None) -> list[tuple[str, str]]:
     """(item, value) pairs describing where the figures were measured."""
     cpus = os.cpu_count() or 0
     try:
@@ -273,7 +288,7 @@ def machine_description() -> list[tuple[str, str]]:
         ("OS", f"{platform.system()} {platform.release()}"),
         ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
         ("SQLite", sqlite3.sqlite_version),
-        ("PostgreSQL", _postgres_version()),
+        ("PostgreSQL", _postgres_version(postgres_url)),
         ("libraries", libs),
         ("load average (1/5/15 min) at start", load_average()),
     ]

@@ -235,15 +235,52 @@ def compare(taxonomy: Taxonomy, jobs: int) -> None:
         print(row)
 
 
+def cross_writer(taxonomy: Taxonomy) -> None:
+    """Train on every corpus file but one, score on that one: how the model does on another
+    writer's phrasing (the closest we have to the independently written held-out set)."""
+    corpus = load_corpus(taxonomy)
+    ids = taxonomy.ids
+    files = sorted({e.origin.rsplit(":", 1)[0] for e in corpus})
+    print(f"# cross-writer check — {datetime.now(UTC):%Y-%m-%d} — {machine()}")
+    print("| held-out file | examples | macro-F1 | none_fpr | worst frame | keywords macro-F1 |")
+    print("|---|---|---|---|---|---|")
+    for held in files:
+        test = [e for e in corpus if e.origin.rsplit(":", 1)[0] == held]
+        frames_covered = {f for e in test for f in e.frames}
+        if len(frames_covered) < len(ids):
+            continue  # a file written for a few frames only says little about the others
+        train = [e for e in corpus if e.origin.rsplit(":", 1)[0] != held]
+        model = fit_examples(taxonomy, train)
+        rows = model.predict([e.text for e in test])
+        report = score_predictions(
+            [e.frames for e in test], [tuple(ids[k] for k in np.flatnonzero(r)) for r in rows], ids, model_version=""
+        )
+        kw = score_predictions(
+            [e.frames for e in test],
+            KeywordBaseline(taxonomy).predict_frames([e.text for e in test]),
+            ids,
+            model_version="",
+        )
+        worst = min(report.per_frame.items(), key=lambda kv: kv[1].f1)
+        print(
+            f"| {Path(held).name} | {len(test)} | {report.macro_f1:.3f} | {report.none_fpr:.3f} | "
+            f"{worst[0]} {worst[1].f1:.2f} | {kw.macro_f1:.3f} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2k posts, 2k training examples")
     parser.add_argument("--compare", action="store_true", help="cross-validated model comparison")
+    parser.add_argument("--cross-writer", action="store_true", help="leave-one-corpus-file-out check")
     parser.add_argument("--jobs", type=int, default=2, help="parallel CV jobs for --compare")
     args = parser.parse_args()
     taxonomy = load_taxonomy()
     if args.compare:
         compare(taxonomy, args.jobs)
+    elif args.cross_writer:
+        cross_writer(taxonomy)
     else:
         n = 2_000 if args.quick else 20_000
         speed(taxonomy, n_posts=n, n_train=2_000 if args.quick else 10_000, repeat=3 if args.quick else 5)

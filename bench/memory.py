@@ -5,9 +5,10 @@ For each size the driver builds a SQLite database holding N synthetic RU/UK/EN p
 included) from sources that are not due, trains a model from the shipped corpus (or copies --models-dir),
 and serves a small set of t.me/s channels and RSS feeds from LocalServer. Each run copies the database,
 starts the real CLI (`framewatch --config … run`, console mode: no token) in a child process, waits until
-the first tick has stored every served post (backfill, tagged), sends SIGTERM and reads the child's peak
-RSS (`ru_maxrss` via wait4). The baseline children are `python -c pass` and a Python that imports every
-third-party library the framewatch child had loaded (recorded by the child at exit).
+the first tick has stored every served post (backfill, tagged), sends SIGTERM and takes the child's peak
+RSS (its VmHWM; ru_maxrss would include the driver's). The baselines, in the same run: a bare Python, a
+Python importing every third-party package the framewatch child had loaded (recorded by the child at
+exit), and the same plus the model loaded and one text tagged.
 
     python bench/memory.py                           # 10k and 100k posts, 5 runs each
     python bench/memory.py --sizes 1000000 --runs 5  # the issue's size (--full in run_all.py)
@@ -132,14 +133,21 @@ def child_run(config: Path, modules_out: Path) -> None:
     main()
 
 
-# Imports the packages named in the JSON file argv[1], then prints its own peak RSS (VmHWM, KiB).
+# Imports the packages named in the JSON file argv[1], loads the active model of argv[2] if given and
+# tags one text with it, then prints its own peak RSS (VmHWM, KiB).
 IMPORT_CHILD = """
 import importlib, json, sys
+from pathlib import Path
 for name in json.load(open(sys.argv[1])):
     try:
         importlib.import_module(name)
     except Exception:  # a module that only imports inside its parent package is counted there
         pass
+if len(sys.argv) > 2:
+    from classifiers.registry import load_active
+    from classifiers.service import FrameTagger
+    model, meta = load_active(Path(sys.argv[2]))
+    FrameTagger(model, meta.version).classify(["Штаб снова молчит о потерях; the front line is quiet."])
 print([line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")][0])
 """
 
@@ -208,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             rows, modules = measure(args, sizes, workdir, models, server.base_url, sources, corpus.posts)
         finally:
             server.stop()
-        baseline = baselines(args.runs, modules, workdir)
+        baseline = baselines(args.runs, modules, workdir, models)
     report(args, rows, baseline, modules, corpus.posts)
     return 0
 
@@ -275,13 +283,15 @@ def measure(
     return rows, modules
 
 
-def baselines(runs: int, modules: list[str], workdir: Path) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {"bare": [], "imports": []}
-    for key, names in (("bare", []), ("imports", modules)):
+def baselines(runs: int, modules: list[str], workdir: Path, models: Path) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {"bare": [], "imports": [], "model": []}
+    for key, names in (("bare", []), ("imports", modules), ("model", modules)):
         listing = workdir / f"imports-{key}.json"
         listing.write_text(json.dumps(names))
+        extra = [str(models)] if key == "model" else []
         for _ in range(runs):
-            child = run_child([sys.executable, "-c", IMPORT_CHILD, str(listing)], timeout=300, env=clean_env())
+            cmd = [sys.executable, "-c", IMPORT_CHILD, str(listing), *extra]
+            child = run_child(cmd, timeout=300, env=clean_env())
             if child.returncode != 0 or not child.stdout.strip().isdigit():
                 raise SystemExit(f"baseline child failed: {child.stderr[-2000:]}")
             out[key].append(int(child.stdout.strip()))
@@ -301,6 +311,8 @@ def report(
         ["bare Python (`python -c pass`)", "—", fmt_mib(median(baseline["bare"])), _range(baseline["bare"]), "—", "—"],
         [f"**baseline: Python importing the same {len(public)} libraries**", "—", fmt_mib(base),
          _range(baseline["imports"]), "—", "—"],
+        ["the same + model loaded, one text tagged (no database, no ingest)", "—", fmt_mib(median(baseline["model"])),
+         _range(baseline["model"]), f"+{(median(baseline['model']) - base) / 1024:,.0f} MiB", "—"],
     ]  # fmt: skip
     for row in rows:
         peaks: list[int] = row["peaks"]  # type: ignore[assignment]
@@ -315,8 +327,8 @@ def report(
         ["process", "posts stored (db size)", "peak RSS", "range", "over baseline", "start → tick stored"],
         table,
         note=(
-            "Peak RSS is each child's `ru_maxrss`. The framewatch child is the real CLI in console mode "
-            f"(role all, no token) with a freshly trained model, polling {tick_posts:,} posts of t.me/s pages "
+            "Peak RSS is each child's own high-water mark (VmHWM). The framewatch child is the real CLI in "
+            f"console mode (role all, no token) with the model loaded, polling {tick_posts:,} posts of t.me/s pages "
             "and RSS feeds from LocalServer (first-poll backfill, tagged); it is stopped with SIGTERM once they "
             "are stored. The baseline imports every third-party package the framewatch child had loaded: "
             + ", ".join(f"`{m}`" for m in public)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from html import unescape
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from selectolax.lexbor import LexborNode as Node
@@ -193,7 +193,10 @@ def canonical_url(url: str | None) -> str | None:
     pieces = [q.strip() for q in parts.query.split("&")]
     pieces = [p for p in pieces if p and not _is_tracking(p.split("=", 1)[0])]
     pieces.sort(key=lambda p: (unquote_plus(p.split("=", 1)[0]), p))
-    return urlunsplit((scheme, netloc, parts.path or "/", "&".join(pieces), ""))
+    # Whitespace and other unsafe characters in the path are percent-encoded (existing escapes are kept),
+    # so a canonical URL is canonical again when re-read.
+    path = quote(parts.path, safe="/%:@!$&'()*+,;=~") or "/"
+    return urlunsplit((scheme, netloc, path, "&".join(pieces), ""))
 
 
 # -- dates ----------------------------------------------------------------------------------------

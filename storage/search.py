@@ -44,6 +44,7 @@ _PROBE_COST_MULTI = 400.0  # the same when several terms must be looked up
 # up to which fetching them all through the GIN index beats walking the date index.
 PG_WALK = 1000
 PG_WALK_PER_ROW = 20
+PG_WALK_FAR = 30_000
 PG_GIN_ROWS = 20_000
 
 _POST: sa.Table = Post.__table__  # type: ignore[attr-defined]
@@ -307,12 +308,12 @@ def _tsquery_positive(clauses: Sequence[Clause]) -> sa.ColumnElement[Any]:
 def _postgres_ids(parsed: ParsedQuery, source_ids: list[int], session: Session, limit: int, offset: int) -> list[int]:
     """Find the page by the route PostgreSQL's LIMIT planning would not reliably pick itself.
 
-    1. Check only the newest few hundred dated posts, stopping as soon as the page is full. Exact, not
-       a guess: if they hold a full page of matches, no older post can belong on it. Common words end
+    1. Check only the newest ~1000 dated posts, stopping as soon as the page is full. Exact, not a
+       guess: if they hold a full page of matches, no older post can belong on it. Common words end
        here. (Left alone, the planner walks the whole date index for a rare word.)
-    2. Rare text (PostgreSQL's estimate from its statistics): let the GIN index fetch every match.
-    3. Common text with a selective filter: walk the date index as far as it takes.
-    Undated posts sort last, so when dated ones cannot fill the page the full NULLS LAST query runs.
+    2. Common text (PostgreSQL's estimate from its statistics) with a selective filter: the same walk,
+       further back.
+    3. Otherwise let the GIN index fetch every match and sort them (NULLS LAST: undated posts last).
     """
     text: list[sa.ColumnElement[bool]] = []
     text_query = None
@@ -324,26 +325,34 @@ def _postgres_ids(parsed: ParsedQuery, source_ids: list[int], session: Session, 
     elif parsed.excluded:
         text.append(sa.not_(_matches_tsquery(_tsquery_any(parsed.excluded))))
     conditions = _filter_conditions(parsed, source_ids) + text
-    newest_first = (_POST.c.published_at.desc(), _POST.c.id.desc())  # DESC NULLS FIRST: the index order
-    if text_query is not None:
-        window = PG_WALK + PG_WALK_PER_ROW * (offset + limit)
-        # The conditions are computed per walked row, so the outer LIMIT stops the walk early.
-        walked = _filter_conditions(parsed, source_ids, per_row=True) + text
-        recent = (
-            sa.select(_POST.c.id, _POST.c.published_at, sa.and_(*walked).label("ok"))
-            .where(_POST.c.published_at.is_not(None), *_time_conditions(parsed))
-            .order_by(*newest_first)
-            .limit(window)
-            .subquery("recent")
-        )
-        stmt = sa.select(recent.c.id).where(recent.c.ok)
-        stmt = stmt.order_by(recent.c.published_at.desc(), recent.c.id.desc()).limit(limit).offset(offset)
-        ids = list(session.scalars(stmt))
+    if text_query is None:
+        return _postgres_newest(conditions, session, limit, offset)
+    walked = _filter_conditions(parsed, source_ids, per_row=True) + text
+    ids = _postgres_recent(parsed, walked, session, limit, offset, PG_WALK + PG_WALK_PER_ROW * (offset + limit))
+    if len(ids) == limit:
+        return ids
+    if _estimated_rows(sa.select(_POST.c.id).where(_matches_tsquery(text_query)), session) > PG_GIN_ROWS:
+        ids = _postgres_recent(parsed, walked, session, limit, offset, PG_WALK_FAR)
         if len(ids) == limit:
             return ids
-        if _estimated_rows(sa.select(_POST.c.id).where(_matches_tsquery(text_query)), session) <= PG_GIN_ROWS:
-            return _postgres_full_page(conditions, session, limit, offset)
-    return _postgres_newest(conditions, session, limit, offset)
+    return _postgres_full_page(conditions, session, limit, offset)
+
+
+def _postgres_recent(
+    parsed: ParsedQuery, walked: list[sa.ColumnElement[bool]], session: Session, limit: int, offset: int, window: int
+) -> list[int]:
+    """The page among the newest `window` dated posts, walking the date index and stopping as soon as
+    it is full (the conditions are computed per walked row, so the outer LIMIT ends the walk)."""
+    recent = (
+        sa.select(_POST.c.id, _POST.c.published_at, sa.and_(*walked).label("ok"))
+        .where(_POST.c.published_at.is_not(None), *_time_conditions(parsed))
+        .order_by(_POST.c.published_at.desc(), _POST.c.id.desc())  # DESC NULLS FIRST: the index order
+        .limit(window)
+        .subquery("recent")
+    )
+    stmt = sa.select(recent.c.id).where(recent.c.ok)
+    stmt = stmt.order_by(recent.c.published_at.desc(), recent.c.id.desc()).limit(limit).offset(offset)
+    return list(session.scalars(stmt))
 
 
 def _postgres_newest(conditions: list[sa.ColumnElement[bool]], session: Session, limit: int, offset: int) -> list[int]:

@@ -36,16 +36,12 @@ from xml.sax.saxutils import escape as xml_escape
 import pytest
 import sqlalchemy as sa
 
-from framewatch.config import IngestSettings
 from framewatch.localserver import ATOM_TYPE, HTML_TYPE, RSS_TYPE, LocalServer, RecordedRequest, Reply
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "classifiers" / "corpus"
 TG_PAGE_SIZE = 10  # messages per t.me/s page (t.me shows about 20; fewer makes paging common)
 FEED_WINDOW = 15  # items a feed lists, newest first
-# The minimal change proposed for ingest (docs/deploy.md, "Leases"): `[ingest] lease`. Until it exists
-# the lease is derived from timeout and backfill_pages, and the kill test simply waits longer.
-LEASE_CONFIGURABLE = "lease" in IngestSettings.model_fields
 
 
 # -- a synthetic web of feeds and channels -----------------------------------------------------------
@@ -454,7 +450,7 @@ SUBSCRIBERS = 40
 
 
 def _ingest_section(server: LocalServer) -> dict[str, Any]:
-    section: dict[str, Any] = {
+    return {
         "telegram_web_base": server.url("/s/"),
         "tick": "0.2s",
         "timeout": "3s",
@@ -462,10 +458,9 @@ def _ingest_section(server: LocalServer) -> dict[str, Any]:
         "concurrency": 8,
         "per_host_concurrency": 8,  # every synthetic source is on 127.0.0.1
         "default_interval": f"{INTERVAL:g}s",
+        # Longer than a round-2 poll (0.5 s per answer plus waiting for a slot), short enough to wait for.
+        "lease": "10s",
     }
-    if LEASE_CONFIGURABLE:
-        section["lease"] = "10s"
-    return section
 
 
 def _subscribe(engine: sa.Engine, web: SyntheticWeb, now: datetime) -> None:
@@ -550,7 +545,7 @@ async def test_ingest_and_deliver_workers_share_postgres_and_survive_kill_9(
             finally:
                 await asyncio.to_thread(stop_all, workers)
     for w in workers:
-        if w.name != "ingest-a":  # the one we killed
+        if w.name != INGEST_WORKERS[0]:  # the one we killed
             assert w.proc.returncode == 0, w.tail()
             assert "Traceback" not in w.log(), w.tail(80)
 

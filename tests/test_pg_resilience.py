@@ -23,7 +23,6 @@ import sqlalchemy as sa
 from framewatch.localserver import LocalServer
 from tests.conftest import PG_ENV
 from tests.test_multiworker import (
-    LEASE_CONFIGURABLE,
     SyntheticWeb,
     WorkerProcess,
     stored_keys,
@@ -34,8 +33,8 @@ from tests.test_multiworker import (
 SOURCES = 60
 INTERVAL = "2s"
 OUTAGE_SECONDS = 4.0
-# Each disruption strands the leases of the polls it cut off; without `[ingest] lease` they last 38 s.
-RESTARTS = 3 if LEASE_CONFIGURABLE else 1
+RESTARTS = 3
+LEASE_SECONDS = 5  # a commit cut off mid-way leaves its source leased this long, then it is redone
 
 
 @contextmanager
@@ -75,15 +74,18 @@ def _all_stored(engine: sa.Engine, expected: set[tuple[str, str]]) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(300)
 def test_ingest_workers_survive_database_restarts(tmp_path: Path, pg_engine: sa.Engine, models_dir: Path) -> None:
     database = pg_engine.url.database
     assert database
-    ingest: dict[str, Any] = {"tick": "0.2s", "timeout": "2s", "backfill_pages": 2, "per_host_concurrency": 8}
-    if LEASE_CONFIGURABLE:
-        ingest["lease"] = "5s"
-    # A commit cut off mid-way leaves its source leased until the lease runs out, then it is redone.
-    settle = (5 if LEASE_CONFIGURABLE else 2 * 4 + 30) + 60
+    ingest: dict[str, Any] = {
+        "tick": "0.2s",
+        "timeout": "2s",
+        "backfill_pages": 2,
+        "per_host_concurrency": 8,
+        "lease": f"{LEASE_SECONDS}s",
+    }
+    settle = LEASE_SECONDS + 60
     workers: list[WorkerProcess] = []
     with LocalServer() as server, _admin_connection() as admin:
         web = SyntheticWeb(server, SOURCES, first_posts=(3, 6))

@@ -406,7 +406,7 @@ PLANS = {
     "postgres-gin": {"PG_WALK": 2, "PG_WALK_PER_ROW": 0},
     "postgres-window": {"PG_WALK": 10_000, "PG_WALK_PER_ROW": 0},
     "postgres-small-window": {"PG_WALK": 4, "PG_WALK_PER_ROW": 1},
-    "postgres-walk": {"PG_WALK": 2, "PG_WALK_PER_ROW": 0, "PG_GIN_ROWS": -1},
+    "postgres-walk-far": {"PG_WALK": 2, "PG_WALK_PER_ROW": 0, "PG_GIN_ROWS": -1, "PG_WALK_FAR": 5},
 }
 
 

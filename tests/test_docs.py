@@ -37,8 +37,9 @@ def test_readme_names_no_missing_cli_command() -> None:
 
 
 def test_every_bot_command_is_documented() -> None:
-    from bot import handlers_admin, handlers_analyst, handlers_callbacks, handlers_public
     from telegram.ext import CommandHandler
+
+    from bot import handlers_admin, handlers_analyst, handlers_callbacks, handlers_public
 
     commands = set()
     for module in (handlers_public, handlers_analyst, handlers_admin, handlers_callbacks):

@@ -254,9 +254,7 @@ def _finish(b: _Builder, had_input: bool) -> ParsedQuery:
             )
         raise QueryError("Nothing to search for: the query has no letters or digits, " + _EXAMPLE + ".")
     if b.since is not None and b.until is not None and b.since >= b.until:
-        raise QueryError(
-            f"since: ({_iso(b.since)}) is not before until: ({_iso(b.until)}), so nothing could match."
-        )
+        raise QueryError(f"since: ({_iso(b.since)}) is not before until: ({_iso(b.until)}), so nothing could match.")
     return ParsedQuery(
         clauses=tuple(_unique(clauses)),
         excluded=excluded,
@@ -285,8 +283,7 @@ def _add_filter(b: _Builder, lx: _Lexeme) -> None:
     elif key == "frame":
         if not _FRAME_RE.fullmatch(value.lower()):
             raise QueryError(
-                f"frame:{value} is not a frame id (lower-case letters, digits and _), "
-                f"e.g. {_FILTER_EXAMPLES['frame']}."
+                f"frame:{value} is not a frame id (lower-case letters, digits and _), e.g. {_FILTER_EXAMPLES['frame']}."
             )
         b.frames.append(value.lower())
     elif key == "lang":

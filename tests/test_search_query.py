@@ -170,9 +170,7 @@ def test_duplicates_collapse() -> None:
 
 
 def test_render_is_canonical() -> None:
-    q = parse(
-        'wagner OR "вагнер группа" mutiny -moscow source:"Baza Channel" lang:uk since:7d until:2023-05-21'
-    )
+    q = parse('wagner OR "вагнер группа" mutiny -moscow source:"Baza Channel" lang:uk since:7d until:2023-05-21')
     assert q.render() == (
         'wagner OR "вагнер группа" mutiny -moscow source:"Baza Channel" lang:uk '
         "since:2023-05-15T12:30:00Z until:2023-05-22T00:00:00Z"
@@ -211,9 +209,7 @@ def test_any_input_parses_or_raises_query_error(text: str) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.sampled_from(['"', "a OR ", "-", "(", "x ", "source:a ", "\u0301", "ж", "OR "]), st.integers(1, 5_000)
-)
+@given(st.sampled_from(['"', "a OR ", "-", "(", "x ", "source:a ", "\u0301", "ж", "OR "]), st.integers(1, 5_000))
 def test_any_length_is_refused_up_front_or_parsed(piece: str, repeat: int) -> None:
     """Time is bounded by construction: over MAX_QUERY_CHARS nothing is scanned, below it the lexer is
     linear. (No wall-clock assertion here; pytest-timeout is the backstop.)"""

@@ -16,7 +16,7 @@ from rich.table import Table
 from framewatch import commands_analyst, commands_model  # noqa: F401  (register their commands)
 from framewatch.cli import app, fail, state
 from framewatch.config import SourceSettings, parse_duration
-from storage.db import session_scope
+from storage.db import read_scope, session_scope
 
 sources_app = typer.Typer(help="List, add, enable and disable sources.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
@@ -210,7 +210,7 @@ def search(
     from storage.search import QueryError, search_posts
 
     st = state(ctx)
-    with session_scope(st.engine()) as session:
+    with read_scope(st.engine()) as session:
         try:
             page = search_posts(query, session=session, now=_now(), limit=limit, offset=offset)
         except QueryError as exc:
@@ -276,7 +276,7 @@ def export(
         writer = csv.DictWriter(out, fieldnames=fields) if fmt is ExportFormat.csv else None
         if writer:
             writer.writeheader()
-        with session_scope(st.engine()) as session:
+        with read_scope(st.engine()) as session:
             for row in iter_export(session=session, since=since_at):
                 record = {
                     "source": row.source,

@@ -74,6 +74,8 @@ class Post(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("source_id", "external_id", name="uq_post_source_external"),
         sa.Index("ix_post_published_at_id", "published_at", "id"),
+        sa.Index("ix_post_source_published", "source_id", "published_at", "id"),
+        sa.Index("ix_post_language_published", "language", "published_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -28,6 +28,8 @@ def _include_object(obj, name, type_, reflected, compare_to) -> bool:  # type: i
     """Full-text objects are managed by hand in 0002; autogenerate must not try to drop them."""
     if type_ == "table" and name and name.startswith("post_fts"):
         return False
+    if type_ == "index" and name == "ix_post_search_vector":
+        return False
     return not (type_ == "column" and name == "search_vector")
 
 

@@ -69,3 +69,5 @@ def setup_logging(level: str | None, *_: object) -> None:
     root.setLevel(level or "WARNING")
     # httpx logs every request at INFO with the full URL; keep it quiet unless debugging.
     logging.getLogger("httpx").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    # APScheduler logs two lines per tick (every few seconds) at INFO.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

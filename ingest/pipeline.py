@@ -240,7 +240,14 @@ class Ingestor:
         room = self.settings.concurrency * 2 - len(self._inflight)
         if room <= 0:
             return 0
-        states = await asyncio.to_thread(self._claim_due, self.clock(), room)
+        try:
+            states = await asyncio.to_thread(self._claim_due, self.clock(), room)
+        except sa.exc.OperationalError as exc:
+            # The database is restarting or unreachable: one line per tick instead of a traceback; the
+            # pool pings and reconnects on a later tick, and expired leases bring back cut-off polls.
+            reason = str(exc.orig or exc).strip().splitlines()
+            log.warning("cannot claim due sources, database unavailable: %s", reason[0] if reason else "?")
+            return 0
         for state in states:
             task = asyncio.create_task(self.poll(state), name=f"poll:{state.name}")
             task.add_done_callback(_log_task_failure)

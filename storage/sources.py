@@ -10,6 +10,7 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from storage.locks import lock_key
 from storage.models import Source
 
 
@@ -105,6 +106,10 @@ def sync_sources(
     Sources added at run time (bot, CLI) are left alone. A source the config disables is disabled; one
     that ingest auto-disabled stays disabled until an operator enables it, so a restart can't hide a fault.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        # Workers started together would all insert the same new sources and all but one would die on
+        # the unique name; one syncs at a time, the others then find the rows and insert nothing.
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key("sync-sources")})
     out = []
     for spec in specs:
         source = get_source_by_name(spec.name, session=session)

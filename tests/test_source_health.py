@@ -95,3 +95,30 @@ def test_silent_source_is_reported_once(sqlite_engine: sa.Engine) -> None:
         notices = session.exec(select(Outbox).where(Outbox.kind == "admin")).all()
     assert sorted(n.chat_id for n in notices) == [111, 222], "one notice per admin per silence, not per check"
     assert "chatty" in notices[0].payload["text"]
+
+
+def test_running_service_follows_model_activation(tmp_path, models_dir) -> None:  # type: ignore[no-untyped-def]
+    """`model use` / `/rollback` in another process reaches a running ingest worker without a restart."""
+    import dataclasses
+    import shutil
+
+    from classifiers.registry import activate, active_version, load_model, read_metadata, save_model
+    from framewatch.runtime import FollowingTagger
+
+    models = tmp_path / "models"
+    shutil.copytree(models_dir, models)
+    first = active_version(models)
+    assert first is not None
+    tagger = FollowingTagger(Settings(classifier={"models_dir": models}))
+    assert tagger.classify(["Шойгу снова не дал снарядов"])[0].model_version == first
+    model, _ = load_model(models, first)
+    meta = read_metadata(models, first)
+    extra = {
+        f.name: getattr(meta, f.name)
+        for f in dataclasses.fields(meta)
+        if f.name not in {"version", "created_at", "model_sha256", "frame_ids", "sklearn_version", "skops_version"}
+    }
+    second = save_model(models, model, now=NOW, **extra).version
+    activate(models, second)
+    assert tagger.classify(["Шойгу снова не дал снарядов"])[0].model_version == second
+    assert tagger.version == second

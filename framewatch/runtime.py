@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
@@ -247,22 +248,37 @@ def _disabled_hook(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 async def _run_bot(settings: Settings, *, role: str, engine, stop: asyncio.Event, console: Console) -> None:  # type: ignore[no-untyped-def]
-    """Polling runs in exactly one process: others wait on a PostgreSQL advisory lock (webhook mode
-    needs no lock; any number of processes can sit behind the load balancer)."""
+    """Polling runs in exactly one process: others wait on a PostgreSQL advisory lock and take over when
+    its holder dies. A holder whose lock vanished (database restart) stops polling and queues up again, so
+    two pollers never run at once. Webhook mode needs no lock (any number behind a load balancer)."""
     from bot.app import run_bot_until
     from storage.locks import RoleLock
 
-    lock = RoleLock(engine, "telegram-poller")
-    needs_lock = role in ("all", "bot") and settings.telegram.mode == "polling"
-    if needs_lock:
-        while not lock.try_acquire():
-            console.print("another process is polling Telegram; waiting to take over")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=10)
-                return
-            except TimeoutError:
-                continue
-    try:
+    if not (role in ("all", "bot") and settings.telegram.mode == "polling"):
         await run_bot_until(settings, engine=engine, stop=stop, role=role)
-    finally:
-        lock.release()
+        return
+    lock = RoleLock(engine, "telegram-poller")
+    while not stop.is_set():
+        if not await asyncio.to_thread(lock.try_acquire):
+            console.print("another process is polling Telegram; waiting to take over")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=10)
+            continue
+        session_stop = asyncio.Event()
+        watchdog = asyncio.create_task(_watch_lock(lock, stop, session_stop))
+        try:
+            await run_bot_until(settings, engine=engine, stop=session_stop, role=role)
+        finally:
+            watchdog.cancel()
+            await asyncio.to_thread(lock.release)
+
+
+async def _watch_lock(lock, stop: asyncio.Event, session_stop: asyncio.Event, every: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
+        if stop.is_set() or not await asyncio.to_thread(lock.still_held):
+            if not stop.is_set():
+                log.warning("lost the Telegram poller lock (database restart?); stopping polling to re-queue")
+            break
+    session_stop.set()

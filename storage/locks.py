@@ -39,6 +39,21 @@ class RoleLock:
             conn.close()
         return got
 
+    def still_held(self) -> bool:
+        """False once the lock's connection died (database restart): the lock is gone with it."""
+        if self._engine.dialect.name != "postgresql":
+            return True
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute(sa.text("SELECT 1"))
+            self._conn.commit()
+            return True
+        except sa.exc.DBAPIError:
+            self._conn.invalidate()
+            self._conn = None
+            return False
+
     def release(self) -> None:
         if self._conn is not None:
             try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -216,6 +217,15 @@ def _pg_database(server_url: str) -> tuple[str, Any]:
     return make_url(server_url).set(database=name).render_as_string(hide_password=False), drop
 
 
+def _error_line(stderr: str) -> str:
+    """The exception line of a traceback (SQLAlchemy appends help lines after it), else the last line."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[\w.]+(Error|Exception|Exit|Interrupt)\b.*:", line):
+            return line[:500]
+    return lines[-1][:500] if lines else "no output"
+
+
 def end_to_end(
     label: str, spec: dict[str, Any], workdir: Path, *, postgres: str | None = None, py_spy: str | None = None
 ) -> dict[str, Any]:
@@ -239,8 +249,9 @@ def end_to_end(
     lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
     if not lines:
         sys.stderr.write(child.stderr[-4000:])
-        last = (child.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ChildFailed(f"end-to-end child ({label}) exited with code {child.returncode}: {last}")
+        raise ChildFailed(
+            f"end-to-end child ({label}) exited with code {child.returncode}: {_error_line(child.stderr)}"
+        )
     result = json.loads(lines[-1])
     if not py_spy:  # under py-spy the sampled process is py-spy itself
         result["peak_rss_kib"] = max(result["peak_rss_kib"], child.peak_rss_kib)

@@ -123,7 +123,7 @@ def tables_of(bench: Bench, stdout: str) -> str:
     return f"```text\n{text}\n```"
 
 
-def run_bench(bench: Bench, options: Options, timeout: float) -> str:
+def run_bench(bench: Bench, options: Options, timeout: float, log_dir: Path | None = None) -> str:
     """Run one benchmark; return its report section (without the markers)."""
     header = f"## {bench.title}\n\n"
     script = ROOT / bench.script
@@ -146,6 +146,10 @@ def run_bench(bench: Bench, options: Options, timeout: float) -> str:
         err, code = f"timed out after {timeout:.0f} s", -1
     took = time.perf_counter() - started
     print(out[-6000:], flush=True)
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / f"{bench.name}.stdout").write_text(out, encoding="utf-8")
+        (log_dir / f"{bench.name}.stderr").write_text(err, encoding="utf-8")
     meta = (
         f"`{shown}` — {when:%Y-%m-%d %H:%M} UTC, took {took / 60:.1f} min, "
         f"load average (1/5/15 min) at start {load}\n\n"
@@ -192,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, help="model registry to use (default: train one first)")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds per benchmark")
+    parser.add_argument("--log-dir", type=Path, help="keep each benchmark's full stdout and stderr here")
     args = parser.parse_args(argv)
     names = {b.name for b in BENCHES}
     only = {n.strip() for n in args.only.split(",") if n.strip()} if args.only else names
@@ -214,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         for bench in BENCHES:
             if bench.name not in only or bench.name in skip:
                 continue
-            body = run_bench(bench, options, args.timeout)
+            body = run_bench(bench, options, args.timeout, args.log_dir)
             sections[bench.name] = f"<!-- bench:{bench.name} -->\n{body}<!-- /bench:{bench.name} -->\n"
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(

@@ -376,9 +376,10 @@ class WorkerProcess:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
-    def stop(self, timeout: float = 30.0) -> int | None:
+    def stop(self, timeout: float = 30.0, *, signal_first: bool = True) -> int | None:
         if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
+            if signal_first:  # a second SIGTERM during shutdown would (rightly) force-quit the worker
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -395,7 +396,7 @@ def stop_all(workers: Iterable[WorkerProcess]) -> None:
         if w.alive():
             w.proc.send_signal(signal.SIGTERM)
     for w in workers:
-        w.stop()
+        w.stop(signal_first=False)
 
 
 def wait_until(

@@ -21,6 +21,7 @@ from classifiers.explain import explain_batch
 from classifiers.features import Analysed, Entries, TextFeaturizer, _as_texts, analyse
 
 MIN_POSITIVES = 3
+BATCH = 2048
 
 
 def default_estimator() -> LogisticRegression:
@@ -196,7 +197,13 @@ class FrameClassifier(ClassifierMixin, BaseEstimator):
         return np.column_stack([m.predict_proba(Xt)[:, 1] for m in self.estimators_])
 
     def predict_proba(self, X: Sequence[str]) -> np.ndarray:
-        return self.proba_from_features(self.transform_texts(X))
+        """Probabilities in batches of BATCH texts: one huge sparse matrix is slower and needs more memory."""
+        texts = _as_texts(X)
+        if len(texts) <= BATCH:
+            return self.proba_from_features(self.transform_texts(texts))
+        return np.vstack(
+            [self.proba_from_features(self.transform_texts(texts[i : i + BATCH])) for i in range(0, len(texts), BATCH)]
+        )
 
     def predict(self, X: Sequence[str]) -> np.ndarray:
         return (self.predict_proba(X) >= self.thresholds_).astype(np.int8)

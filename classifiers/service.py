@@ -15,7 +15,7 @@ import numpy as np
 
 from classifiers.corpus import Example
 from classifiers.features import analyse
-from classifiers.model import FrameClassifier
+from classifiers.model import BATCH, FrameClassifier
 from classifiers.registry import (
     CorruptModelError,
     ModelNotFoundError,
@@ -27,7 +27,6 @@ from classifiers.taxonomy import Taxonomy, load_taxonomy
 from classifiers.types import Classification, FrameScore
 
 log = logging.getLogger(__name__)
-BATCH = 2048
 EVIDENCE_WORDS = 5
 
 

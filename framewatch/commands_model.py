@@ -99,14 +99,11 @@ def train_command_core(
 
 
 def _database_labels(st: CliState) -> list[LabeledText]:
-    # ---- LEAD: labels stored in the database enter training here. ---------------------------------
-    # storage.labels.list_training_labels(session=...) returns (text, frames, weight) tuples: admin
-    # labels with weight 1.0, subscriber feedback with settings.classifier.feedback_weight.
-    from sqlmodel import Session
-
+    """Admin labels (weight 1.0) and subscriber feedback (lower weight) stored by the bot."""
+    from storage.db import read_scope
     from storage.labels import list_training_labels
 
-    with Session(st.engine()) as session:
+    with read_scope(st.engine()) as session:
         rows = list_training_labels(session=session)
     return [LabeledText(text=text, frames=tuple(frames), weight=float(weight)) for text, frames, weight in rows]
 

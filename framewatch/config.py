@@ -70,7 +70,9 @@ class _Section(BaseModel):
 
 class DatabaseSettings(_Section):
     url: str = "sqlite:///framewatch.db"
-    pool_size: int = Field(default=5, ge=1, le=100)
+    # Connections per process (PostgreSQL); unset = sized for the process's role (ingest 4, deliver 3,
+    # bot 5, all 8, one-off commands 2).
+    pool_size: int | None = Field(default=None, ge=1, le=100)
 
     @field_validator("url")
     @classmethod

@@ -147,7 +147,7 @@ async def run_service(settings: Settings, *, role: str, console: Console) -> Non
     import logging as _logging
 
     _logging.getLogger().setLevel(settings.logging.level)
-    engine = open_database(settings, pool_size=settings.database.pool_size)
+    engine = open_database(settings, role=role)
     _sync_configured_sources(settings, engine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

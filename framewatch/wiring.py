@@ -8,7 +8,6 @@ from framewatch.config import Settings
 from storage.db import create_engine
 from storage.migrate import upgrade
 
-
 # What each role holds at once: ingest commits per finishing poll, deliver a claim and an update, bot
 # handlers plus the delivery loop plus the poller lock; one-off CLI commands one or two.
 ROLE_POOL_SIZE = {"ingest": 4, "deliver": 3, "bot": 5, "all": 8, "cli": 2}

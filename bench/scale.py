@@ -25,21 +25,17 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from framewatch.config import SourceSettings
 from framewatch.localserver import LocalServer
-from storage.db import create_engine, session_scope
+from storage.db import create_engine, scratch_database, session_scope
 from storage.migrate import upgrade
 from storage.sources import sync_sources
 from tests.test_multiworker import SyntheticWeb, WorkerProcess, stop_all, write_config
@@ -60,21 +56,6 @@ class Round:
     @property
     def posts_per_s(self) -> float:
         return self.posts / self.seconds
-
-
-@contextmanager
-def scratch_database(base_url: str) -> Iterator[str]:
-    url = make_url(base_url)
-    name = f"framewatch_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def fresh_schema(engine: sa.Engine) -> None:
@@ -201,7 +182,10 @@ def main() -> None:
     if 1 not in args.workers:
         parser.error("--workers must include 1: it is the baseline")
 
-    with tempfile.TemporaryDirectory(prefix="fw-scale-") as tmp, scratch_database(args.postgres) as db_url:
+    with (
+        tempfile.TemporaryDirectory(prefix="fw-scale-") as tmp,
+        scratch_database(args.postgres, prefix="framewatch_bench") as db_url,
+    ):
         models_dir = args.models_dir or Path(tmp) / "models"
         if args.models_dir is None:
             print("training the model once for all workers…", flush=True)

@@ -25,9 +25,9 @@ from classifiers.types import Classification
 from framewatch.config import IngestSettings
 from ingest.health import plan_failure
 from ingest.types import FetchResult, FetchStatus
-from storage.db import session_scope
+from storage.db import read_scope, session_scope
 from storage.models import Source
-from storage.posts import StoredPost, save_classifications, store_posts
+from storage.posts import StoredPost, changed_items, save_classifications, store_posts
 from storage.sources import (
     SourceState,
     claim_due_sources,
@@ -132,6 +132,9 @@ class Ingestor:
             release_lease(state.id, session=session, owner=self.owner)
 
     def _commit(self, state: SourceState, result: FetchResult) -> PollReport:
+        # Classify before the write transaction: on SQLite the model would otherwise run while holding the
+        # database's only write lock, and every other source's commit would wait behind it.
+        ready = self._classify_ahead(state, result)
         now = self.clock()
         with session_scope(self.engine) as session:
             if result.status is FetchStatus.ERROR:
@@ -149,7 +152,7 @@ class Ingestor:
                 )
                 return PollReport(state.name, "not_modified", pages=result.pages)
             stored = store_posts(state.id, result.posts, session=session, now=now, from_backfill=not state.backfilled)
-            self._tag(stored.changed, session, now)
+            self._tag(stored.changed, ready, session, now)
             changed_ids = [p.id for p in stored.changed]
             if changed_ids and self.on_new_posts is not None:
                 self.on_new_posts(changed_ids, session=session, now=now)
@@ -173,11 +176,25 @@ class Ingestor:
                 new_post_ids=tuple(changed_ids),
             )
 
-    def _tag(self, posts: list[StoredPost], session: Session, now: datetime) -> None:
+    def _classify_ahead(self, state: SourceState, result: FetchResult) -> dict[str, Classification]:
+        """Classifications of the fetched posts that storing will insert or edit, keyed by classifier text."""
+        if self.tagger is None or result.status is not FetchStatus.OK or not result.posts:
+            return {}
+        with read_scope(self.engine) as session:
+            pending = changed_items(state.id, result.posts, session=session)
+        texts = list(dict.fromkeys(post_text(p.title, p.text) for p in pending))
+        return dict(zip(texts, self.tagger.classify(texts), strict=True)) if texts else {}
+
+    def _tag(self, posts: list[StoredPost], ready: dict[str, Classification], session: Session, now: datetime) -> None:
         if not posts or self.tagger is None:
             return
-        classifications = self.tagger.classify([post_text(p.title, p.text) for p in posts])
-        save_classifications([(p.id, c) for p, c in zip(posts, classifications, strict=True)], session=session, now=now)
+        texts = [post_text(p.title, p.text) for p in posts]
+        # Only a post that changed between the read and the write (another worker, an edit) is classified
+        # here, inside the transaction.
+        missing = [t for t in dict.fromkeys(texts) if t not in ready]
+        if missing:
+            ready = {**ready, **dict(zip(missing, self.tagger.classify(missing), strict=True))}
+        save_classifications([(p.id, ready[t]) for p, t in zip(posts, texts, strict=True)], session=session, now=now)
 
     def _commit_failure(self, state: SourceState, result: FetchResult, session: Session, now: datetime) -> PollReport:
         error = result.error or "unknown error"

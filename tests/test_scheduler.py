@@ -139,3 +139,56 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path, local_server: LocalServer,
     with Session(engine) as session:
         assert session.exec(select(Source).where(Source.lease_owner.is_not(None))).all() == []  # type: ignore[union-attr]
         assert len(session.exec(select(Post)).all()) == len(ids)
+
+
+class _LockProbingTagger:
+    """A real-shaped tagger that, while it classifies, writes to the database from another connection
+    with no busy timeout: that write fails if the poll holds SQLite's write lock during classification."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.calls = 0
+        self.blocked: list[str] = []
+
+    def classify(self, texts):  # type: ignore[no-untyped-def]
+        import sqlite3
+
+        from classifiers.types import Classification
+
+        self.calls += 1
+        con = sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=0)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("UPDATE source SET last_error = last_error WHERE 0")
+            con.rollback()
+        except sqlite3.OperationalError as exc:
+            self.blocked.append(str(exc))
+        finally:
+            con.close()
+        return [Classification(frames=(), model_version="probe") for _ in texts]
+
+
+def test_classification_runs_outside_the_write_transaction(
+    sqlite_url: str, sqlite_engine: sa.Engine, local_server: LocalServer
+) -> None:
+    body = fixture_bytes("feeds", "wire.rss.xml")
+    local_server.route("/fast0.xml", Reply(body, content_type=RSS))
+    settings = IngestSettings(timeout="5s")
+    with session_scope(sqlite_engine) as session:
+        specs = [SourceSettings(name="fast0", kind="rss", url=local_server.url("/fast0.xml"))]
+        sync_sources(specs, session=session, now=datetime.now(UTC), default_interval=timedelta(minutes=10))
+    tagger = _LockProbingTagger(sqlite_url)
+
+    async def main() -> None:
+        async with make_client(settings) as client:
+            ingestor = Ingestor(
+                engine=sqlite_engine, settings=settings, client=client, fetch=fetch_source, tagger=tagger
+            )
+            (report,) = await ingestor.run_once()
+            assert report.new > 0
+
+    asyncio.run(main())
+    assert tagger.calls == 1 and tagger.blocked == []
+    with Session(sqlite_engine) as session:
+        posts = session.exec(select(Post)).all()
+        assert posts and all(p.classified_version == "probe" for p in posts)

@@ -154,6 +154,9 @@ def speed(taxonomy: Taxonomy, n_posts: int, n_train: int, repeat: int) -> None:
 # -- model comparison --------------------------------------------------------------------------------
 
 
+CHOSEN = "chosen: LR C=30 w1:3, none×5, chars 3-5 ×2, words 1-2, cues ×0.2"
+
+
 def _alternatives(taxonomy: Taxonomy) -> dict[str, Callable[[], FrameClassifier]]:
     def with_(estimator: object = None, calibration: str | None = None, **params: object) -> FrameClassifier:
         model = build_classifier(taxonomy)
@@ -167,7 +170,9 @@ def _alternatives(taxonomy: Taxonomy) -> dict[str, Callable[[], FrameClassifier]
         return LogisticRegression(C=c, class_weight=cw, solver="liblinear", dual=True, max_iter=2000)
 
     return {
-        "chosen: LR C=30 w1:3, none×3, chars 3-5 ×2, words 1-2, cues ×0.2": lambda: with_(),
+        CHOSEN: lambda: with_(),
+        "none×3 (the choice before the corpus grew to 13 files)": lambda: with_(none_weight=3.0),
+        "none×8": lambda: with_(none_weight=8.0),
         "LR C=10": lambda: with_(lr(10)),
         "LR C=100": lambda: with_(lr(100)),
         "LR class_weight=balanced": lambda: with_(lr(cw="balanced")),
@@ -236,38 +241,61 @@ def compare(taxonomy: Taxonomy, jobs: int) -> None:
         print(row)
 
 
-def cross_writer(taxonomy: Taxonomy) -> None:
+def cross_writer(taxonomy: Taxonomy, variants: list[str]) -> None:
     """Train on every corpus file but one, score on that one: how the model does on another
-    writer's phrasing (the closest we have to the independently written held-out set)."""
+    writer's phrasing (the closest we have to the independently written held-out set).
+
+    With `variants` (names from `_alternatives`), each is scored the same way and pooled over the
+    held-out files, which is how the configuration was chosen once the corpus had several writers."""
     corpus = load_corpus(taxonomy)
     ids = taxonomy.ids
+    makers = _alternatives(taxonomy)
+    unknown = [v for v in variants if v not in makers]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; known: {list(makers)}")
     files = sorted({e.origin.rsplit(":", 1)[0] for e in corpus})
     print(f"# cross-writer check — {datetime.now(UTC):%Y-%m-%d} — {machine()}")
     print("| held-out file | examples | macro-F1 | none_fpr | worst frame | keywords macro-F1 |")
     print("|---|---|---|---|---|---|")
+    pooled: dict[str, tuple[list[tuple[str, ...]], list[tuple[str, ...]]]] = {v: ([], []) for v in [CHOSEN, *variants]}
     for held in files:
         test = [e for e in corpus if e.origin.rsplit(":", 1)[0] == held]
         support = Counter(f for e in test for f in e.frames)
         if min(support[f] for f in ids) < 15:
             continue  # a file written mostly for a few frames says little about the others
         train = [e for e in corpus if e.origin.rsplit(":", 1)[0] != held]
-        model = fit_examples(taxonomy, train)
-        rows = model.predict([e.text for e in test])
-        report = score_predictions(
-            [e.frames for e in test], [tuple(ids[k] for k in np.flatnonzero(r)) for r in rows], ids, model_version=""
-        )
-        kw = score_predictions(
-            [e.frames for e in test],
-            KeywordBaseline(taxonomy).predict_frames([e.text for e in test]),
-            ids,
-            model_version="",
-        )
+        truth = [e.frames for e in test]
+        for name, (all_truth, all_predicted) in pooled.items():
+            model = fit_examples(taxonomy, train) if name == CHOSEN else _fit(makers[name](), train, ids)
+            predicted = [tuple(ids[k] for k in np.flatnonzero(r)) for r in model.predict([e.text for e in test])]
+            all_truth += truth
+            all_predicted += predicted
+            if name != CHOSEN:
+                continue
+            report = score_predictions(truth, predicted, ids, model_version="")
+            kw = score_predictions(
+                truth, KeywordBaseline(taxonomy).predict_frames([e.text for e in test]), ids, model_version=""
+            )
+            worst = min(report.per_frame.items(), key=lambda kv: kv[1].f1)
+            print(
+                f"| {Path(held).name} | {len(test)} | {report.macro_f1:.3f} | {report.none_fpr:.3f} | "
+                f"{worst[0]} {worst[1].f1:.2f} | {kw.macro_f1:.3f} |",
+                flush=True,
+            )
+    print("\n| configuration (pooled over the held-out files) | macro-F1 | micro-F1 | none_fpr | worst frame |")
+    print("|---|---|---|---|---|")
+    for name, (all_truth, all_predicted) in pooled.items():
+        report = score_predictions(all_truth, all_predicted, ids, model_version="")
         worst = min(report.per_frame.items(), key=lambda kv: kv[1].f1)
         print(
-            f"| {Path(held).name} | {len(test)} | {report.macro_f1:.3f} | {report.none_fpr:.3f} | "
-            f"{worst[0]} {worst[1].f1:.2f} | {kw.macro_f1:.3f} |",
-            flush=True,
+            f"| {name} | {report.macro_f1:.3f} | {report.micro_f1:.3f} | {report.none_fpr:.3f} | "
+            f"{worst[0]} {worst[1].f1:.2f} |"
         )
+
+
+def _fit(model: FrameClassifier, train: list[Example], ids: tuple[str, ...]) -> FrameClassifier:
+    weights = np.array([e.weight for e in train], dtype=np.float64)
+    return model.fit([e.text for e in train], label_matrix(train, ids), sample_weight=weights)
 
 
 def main() -> None:
@@ -275,13 +303,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2k posts, 2k training examples")
     parser.add_argument("--compare", action="store_true", help="cross-validated model comparison")
     parser.add_argument("--cross-writer", action="store_true", help="leave-one-corpus-file-out check")
+    parser.add_argument(
+        "--variants", default="", help="with --cross-writer: comma-separated configuration names from --compare to pool"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="parallel CV jobs for --compare")
     args = parser.parse_args()
     taxonomy = load_taxonomy()
     if args.compare:
         compare(taxonomy, args.jobs)
     elif args.cross_writer:
-        cross_writer(taxonomy)
+        cross_writer(taxonomy, [v.strip() for v in args.variants.split(",") if v.strip()])
     else:
         n = 2_000 if args.quick else 20_000
         speed(taxonomy, n_posts=n, n_train=2_000 if args.quick else 10_000, repeat=3 if args.quick else 5)

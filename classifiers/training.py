@@ -71,7 +71,7 @@ def build_classifier(taxonomy: Taxonomy) -> FrameClassifier:
         cue_weight=0.2,
         min_df=2,
     )
-    return FrameClassifier(featurizer=featurizer, none_weight=3.0, frame_ids=taxonomy.ids, random_state=0)
+    return FrameClassifier(featurizer=featurizer, none_weight=5.0, frame_ids=taxonomy.ids, random_state=0)
 
 
 def predictor(model: FrameClassifier) -> Callable[[Sequence[str]], list[tuple[str, ...]]]:

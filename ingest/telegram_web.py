@@ -12,6 +12,7 @@ import asyncio
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,6 +25,7 @@ from ingest.normalize import (
     element_text,
     first_line_title,
     guess_language,
+    inline_text,
     markup_too_nested,
     parse_views,
     to_utc,
@@ -63,7 +65,7 @@ class ChannelPage:
         return [int(p.external_id) for p in self.posts]
 
 
-# Every element a message's fields come from, found with one selector query per message (a query costs
+# Every element a message's fields come from, found with one selector query per page (a query costs
 # about as much as reading a field, so one per field would make parsing several times slower).
 _ROLE_BY_CLASS = {
     "tgme_widget_message_text": "text",
@@ -76,12 +78,48 @@ _ROLE_BY_CLASS = {
     "tgme_widget_message_link_preview": "quote",
     **{cls.strip()[1:]: "media:" + name for name, sel in MEDIA_SELECTORS for cls in sel.split(",")},
 }
-_FIELDS_SELECTOR = ", ".join(["time[datetime]", *("." + cls for cls in _ROLE_BY_CLASS)])
+_FIELD_SELECTORS = ["time[datetime]", *("." + cls for cls in _ROLE_BY_CLASS)]
+_FIELDS_SELECTOR = ", ".join(_FIELD_SELECTORS)
+_MESSAGE_SELECTOR = "div.tgme_widget_message[data-post]"
+# Each message, then the fields inside it (a field outside every message belongs to none). Matching
+# cost grows with elements x selectors, so the field classes go into one :is() behind a cheap test most
+# elements fail (`i`: in quirks mode class selectors ignore ASCII case, and so must the test).
+_TGME = [sel for sel in _FIELD_SELECTORS if sel.startswith(".tgme_widget_message_")]
+_PAGE_SELECTOR = ", ".join(
+    [_MESSAGE_SELECTOR]
+    + [f"{_MESSAGE_SELECTOR} {sel}" for sel in _FIELD_SELECTORS if sel not in _TGME]
+    + [f'{_MESSAGE_SELECTOR} [class*="tgme_widget_message_" i]:is({", ".join(_TGME)})']
+)
 _MEDIA_ORDER = [name for name, _ in MEDIA_SELECTORS]
 
 
+def _one_line(raw: str) -> str:
+    text = clean_text(raw)  # single spaces only, none at the ends: split() only for \n
+    return " ".join(text.split()) if "\n" in text else text
+
+
+# t.me repeats short field texts all the time (view counts, times, forwarded-from names): remember them.
+_SHORT = 64
+_one_line_cached = lru_cache(maxsize=4096)(_one_line)
+
+
+@lru_cache(maxsize=4096)
+def _views_cached(raw: str) -> int | None:
+    return parse_views(_one_line(raw))
+
+
 def _node_text(node: LexborNode | None) -> str:
-    return " ".join(clean_text(node.text(deep=True)).split()) if node is not None else ""
+    if node is None:
+        return ""
+    raw = node.text(deep=True)
+    return _one_line_cached(raw) if len(raw) <= _SHORT else _one_line(raw)
+
+
+def _views(node: LexborNode | None) -> int | None:
+    if node is None:
+        return None
+    raw = node.text(deep=True)
+    return _views_cached(raw) if len(raw) <= _SHORT else parse_views(_one_line(raw))
 
 
 def _message_id(data_post: str | None) -> int | None:
@@ -103,8 +141,91 @@ def _inside(node: LexborNode, containers: set[int], stop: LexborNode) -> bool:
     return False
 
 
-def _parse_message(node: LexborNode, channel: str, language: str | None) -> RawPost | None:
-    data_post = node.attributes.get("data-post")
+_ClassRoles = tuple[tuple[str, ...], bool]
+_ROLES_CACHE: dict[str, _ClassRoles] = {}
+
+
+def _class_roles(class_attr: str) -> _ClassRoles:
+    """The roles of a class attribute's classes, in class order, and whether it has js-message_text.
+
+    t.me repeats a handful of class strings on every message, so the answer is remembered (for short
+    strings, up to a bound: a hostile page can make up as many as it likes).
+    """
+    found = _ROLES_CACHE.get(class_attr)
+    if found is None:
+        classes = class_attr.split()
+        roles = tuple(role for cls in classes if (role := _ROLE_BY_CLASS.get(cls)) is not None)
+        found = (roles, "js-message_text" in classes)
+        if len(class_attr) <= 200 and len(_ROLES_CACHE) < 1000:
+            _ROLES_CACHE[class_attr] = found
+    return found
+
+
+def _nested(messages: list[LexborNode]) -> bool:
+    """True if a message sits inside another. Walks up from each message, remembering the nodes known to
+    be outside every message, so no node is passed twice (cheaper than a page query, and linear however
+    deep hostile markup nests)."""
+    ids = {message.mem_id for message in messages}
+    outside: set[int] = set()
+    for message in messages:
+        node = message.parent
+        while node is not None and (key := node.mem_id) not in outside:
+            if key in ids:
+                return True
+            outside.add(key)
+            node = node.parent
+    return False
+
+
+def _fields_by_message(tree: LexborHTMLParser, messages: list[LexborNode]) -> list[list[LexborNode]] | None:
+    """Every message's field elements in document order, from one selector query for the whole page.
+
+    A query per message parsed the long selector again each time, which cost more than matching it.
+    The page query lists each message followed by the fields inside it; a message is also among its own
+    fields if its classes say so, as its own query would have it. None when a message sits inside
+    another: its elements then belong to both, and the caller queries message by message.
+    """
+    if not messages or _nested(messages):
+        return None
+    index = {message.mem_id: i for i, message in enumerate(messages)}
+    fields: list[list[LexborNode]] = [[] for _ in messages]
+    current: list[LexborNode] = []
+    for el in tree.css(_PAGE_SELECTOR):
+        i = index.get(el.mem_id)
+        if i is None:
+            current.append(el)  # inside some message: without nesting, the last one listed
+        else:
+            current = fields[i]
+            if _class_roles(el.attrs.get("class") or "")[0]:
+                current.append(el)
+    return fields
+
+
+_WATCHED = ("views", "forwarded", "meta")  # fields read after the text
+
+
+def _text(
+    text_node: LexborNode, fields: dict[str, LexborNode], message: LexborNode, *, inline: bool, around: bool
+) -> str:
+    """The post's text, read without editing the tree when that edit could not show: element_text turns
+    <br>s into newline nodes, and the _WATCHED fields, read after it, would see those inside the text or
+    around it (hostile pages), as would later messages nested in this one. `around`: a watched field
+    comes before the text in the document, so it may contain it."""
+    if inline:
+        watched = {fields[role].mem_id for role in _WATCHED if role in fields}
+        if not (around and _inside(text_node, watched, message)):
+            text = inline_text(text_node, watched=watched)
+            if text is not None:
+                return text
+    return element_text(text_node)
+
+
+def _parse_message(
+    node: LexborNode, found: list[LexborNode] | None, channel: str, language: str | None
+) -> RawPost | None:
+    """One message block → post; `found` is its field elements if the page query already has them."""
+    found_by_page = found is not None
+    data_post = node.attrs.get("data-post")
     post_id = _message_id(data_post)
     if post_id is None:
         return None
@@ -113,16 +234,16 @@ def _parse_message(node: LexborNode, channel: str, language: str | None) -> RawP
     quotes: set[int] = set()
     link_title = None
     text_node: LexborNode | None = None
-    for el in node.css(_FIELDS_SELECTOR):  # document order: a quote container precedes its insides
+    watched_first = False  # a watched field was found before the text node
+    if found is None:
+        found = node.css(_FIELDS_SELECTOR)
+    for el in found:  # document order: a quote container precedes its insides
         if el.tag == "time":
             if "time" not in fields and not (quotes and _inside(el, quotes, node)):
                 fields["time"] = el
             continue
-        classes = (el.attributes.get("class") or "").split()
-        for cls in classes:
-            role = _ROLE_BY_CLASS.get(cls)
-            if role is None:
-                continue
+        roles, own_text = _class_roles(el.attrs.get("class") or "")
+        for role in roles:
             if role == "quote":
                 quotes.add(el.mem_id)
             elif role.startswith("media:"):
@@ -133,14 +254,17 @@ def _parse_message(node: LexborNode, channel: str, language: str | None) -> RawP
                 continue
             elif role == "text":
                 # the message's own text carries js-message_text; a bare one is a fallback
-                if text_node is None or ("js-message_text" in classes and "text_own" not in fields):
+                if text_node is None or (own_text and "text_own" not in fields):
                     text_node = el
-                    if "js-message_text" in classes:
+                    watched_first = "views" in fields or "forwarded" in fields or "meta" in fields
+                    if own_text:
                         fields["text_own"] = el
             else:
                 fields.setdefault(role, el)
             break
-    text = element_text(text_node) if text_node is not None else ""
+    text = ""
+    if text_node is not None:
+        text = _text(text_node, fields, node, inline=found_by_page, around=watched_first)
     if not text and not media and not link_title:
         return None  # service messages ("channel photo updated") and empty shells
     time_node = fields.get("time")
@@ -150,27 +274,35 @@ def _parse_message(node: LexborNode, channel: str, language: str | None) -> RawP
         url=f"https://t.me/{name if _CHANNEL_RE.match(name) else channel}/{post_id}",
         title=first_line_title(text),
         text=text,
-        published_at=to_utc(time_node.attributes.get("datetime")) if time_node is not None else None,
+        published_at=to_utc(time_node.attrs.get("datetime")) if time_node is not None else None,
         language=guess_language(text or link_title or "", source_language=language),
-        views=parse_views(_node_text(fields.get("views"))),
+        views=_views(fields.get("views")),
         forwarded_from=_node_text(fields.get("forwarded")) or None,
         link_title=link_title,
-        media=tuple(sorted(media, key=_MEDIA_ORDER.index)),
+        media=tuple(sorted(media, key=_MEDIA_ORDER.index)) if media else (),
         edited="edited" in _node_text(fields.get("meta")).lower(),
     )
 
 
 def parse_channel_page(html: str | bytes, *, channel: str, language: str | None = None) -> ChannelPage:
     """Parse one t.me/s page. Never raises on markup: odd messages are skipped and counted."""
+    text = html
     if isinstance(html, bytes):
-        html = html.decode("utf-8", "replace")
-    if markup_too_nested(html):
+        try:
+            # Valid UTF-8 goes to lexbor as it came: the very bytes selectolax would encode the str back
+            # into, without that (slow) encoding.
+            text = html.decode("utf-8")
+        except UnicodeDecodeError:
+            html = text = html.decode("utf-8", "replace")
+    if markup_too_nested(text):
         return ChannelPage(posts=(), error="page markup is pathologically nested; refused")
     tree = LexborHTMLParser(html)
     posts: dict[int, RawPost] = {}
     skipped = 0
-    for message in tree.css("div.tgme_widget_message[data-post]"):
-        post = _parse_message(message, channel, language)
+    messages = tree.css(_MESSAGE_SELECTOR)
+    by_message = _fields_by_message(tree, messages)
+    for i, message in enumerate(messages):
+        post = _parse_message(message, by_message[i] if by_message is not None else None, channel, language)
         if post is None:
             skipped += 1
             continue
@@ -178,7 +310,7 @@ def parse_channel_page(html: str | bytes, *, channel: str, language: str | None 
     before = None
     more = tree.css_first("a.tme_messages_more[data-before]")
     if more is not None:
-        before = _message_id(more.attributes.get("data-before"))
+        before = _message_id(more.attrs.get("data-before"))
     title_node = tree.css_first(".tgme_channel_info_header_title")
     title = _node_text(title_node) or None
     ordered = tuple(posts[k] for k in sorted(posts))

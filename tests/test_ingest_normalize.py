@@ -267,3 +267,61 @@ def test_to_utc_never_raises(value: object) -> None:
 @given(st.text(max_size=300), st.none() | st.sampled_from(["ru", "uk", "en"]))
 def test_guess_language_never_raises(text: str, source: str | None) -> None:
     assert guess_language(text, source_language=source) in (None, "ru", "uk", "en")
+
+
+# -- properties: the fast paths say what the plain rules say ----------------------------------------
+
+_spacey = st.text(
+    alphabet=st.sampled_from(list(" \n\r\t\xa0\u2028\u3000\u200b\u202e\u00ad\x00\x85e\u0301éaЁыіЇґzZ1.")),
+    max_size=40,
+)
+
+
+def _regex_clean_text(text: str) -> str:
+    """clean_text as the regexes alone define it (it takes str-method shortcuts when nothing needs them)."""
+    import re
+    import unicodedata
+
+    from ingest.normalize import _STRIP_RE
+
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = re.sub(r"[^\S\n]+", " ", _STRIP_RE.sub("", text))
+    return re.sub(r"\n{3,}", "\n\n", re.sub(r" ?\n ?", "\n", text)).strip()
+
+
+@settings(max_examples=500, deadline=500)
+@given(st.one_of(_spacey, st.text(max_size=60)))
+def test_clean_text_is_what_the_regexes_say(text: str) -> None:
+    assert clean_text(text) == _regex_clean_text(text)
+
+
+def _regex_language(text: str) -> str | None:
+    import re
+
+    head = text[:2000]
+    cyrillic = sum(map(len, re.findall("[а-яА-ЯёЁіІїЇєЄґҐ]+", head)))
+    latin = sum(map(len, re.findall("[a-zA-Z]+", head)))
+    if cyrillic == 0 and latin == 0:
+        return None
+    if cyrillic >= latin:
+        return "uk" if len(re.findall("[іІїЇєЄґҐ]", head)) > len(re.findall("[ыЫэЭъЪёЁ]", head)) else "ru"
+    return "en"
+
+
+@settings(max_examples=500, deadline=500)
+@given(st.one_of(st.text(alphabet=st.sampled_from(list("abZ аЯёЁыЭъіІїЇєЄґҐўђ1\U0001f600")), max_size=50), st.text()))
+def test_guess_language_counts_what_the_regexes_count(text: str) -> None:
+    assert guess_language(text) == _regex_language(text)
+
+
+@settings(max_examples=300, deadline=1000)
+@given(_html)
+def test_inline_text_reads_what_element_text_reads(html: str) -> None:
+    from selectolax.lexbor import LexborHTMLParser
+
+    from ingest.normalize import element_text, inline_text
+
+    fast, slow = LexborHTMLParser(html).body, LexborHTMLParser(html).body
+    assert fast is not None and slow is not None
+    text = inline_text(fast)
+    assert text is None or text == element_text(slow)

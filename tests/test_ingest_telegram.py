@@ -191,6 +191,48 @@ def test_parse_channel_page_takes_any_bytes(data: bytes) -> None:
     parse_channel_page(data, channel="c")
 
 
+# odd spellings too: quirks-mode class case, a <br> in a field that is read after the text, blocks
+_odd = st.sampled_from(
+    ['<time class="TGME_WIDGET_MESSAGE_VIEWS">', '<span class="tgme_widget_message_views">1<br>2K</span>',
+     "<p>", "<b>", "</b>", "<!DOCTYPE html>", '<div class="tgme_widget_message" data-post="c/3">'],
+)  # fmt: skip
+_page = st.lists(st.one_of(_fragments, _odd, st.text(max_size=20)), max_size=60).map("".join)
+
+
+def _per_message(html: str) -> object:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("ingest.telegram_web._fields_by_message", lambda tree, messages: None)
+        return parse_channel_page(html, channel="c")
+
+
+@settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(_page)
+def test_one_page_query_reads_what_a_query_per_message_reads(html: str) -> None:
+    assert parse_channel_page(html, channel="c") == _per_message(html)
+
+
+_TEXT = '<div class="tgme_widget_message_text js-message_text">'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [  # fields read after the text that see its <br>s (turned into newlines on the per-message path)
+        f'{_TEXT}Текст<br><span class="tgme_widget_message_views">1<br>2K</span></div>',
+        f'<span class="tgme_widget_message_forwarded_from_name">Канал{_TEXT}один<br>два</div></span>',
+        f'<span class="tgme_widget_message_meta">ed{_TEXT}x<br>y</div>ited</span>',
+    ],
+)
+def test_text_read_without_edits_only_where_the_edits_cannot_show(body: str) -> None:
+    html = _message("c/1", body)
+    assert parse_channel_page(html, channel="c") == _per_message(html)
+
+
+@settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_page.map(lambda html: html.encode("utf-8", "surrogatepass")), st.binary(max_size=500)))
+def test_bytes_read_as_their_utf8_decoding(data: bytes) -> None:
+    assert parse_channel_page(data, channel="c") == parse_channel_page(data.decode("utf-8", "replace"), channel="c")
+
+
 # -- fetch_channel against a live server ---------------------------------------------------------------
 
 

@@ -80,6 +80,10 @@ def _scale(o: Options) -> list[str] | str:
     return ["--postgres", o.postgres, "--runs", "5", *sizes, "--models-dir", o.models_dir()]
 
 
+def _latency(o: Options) -> list[str]:
+    return ["--runs", "9", "--interval", "10", "--models-dir", o.models_dir()]
+
+
 def _memory(o: Options) -> list[str]:
     sizes = "10000,100000,1000000" if o.full else "10000,100000"
     return ["--sizes", sizes, "--runs", "5", "--models-dir", o.models_dir()]
@@ -90,6 +94,7 @@ BENCHES = (
     Bench("classify", "Classifier throughput, training and model size", "bench/classify.py", lambda o: []),
     Bench("search", "Search latency (issue 5)", "bench/search.py", _search),
     Bench("fanout", "Alert fan-out (issue 5)", "bench/fanout.py", _fanout),
+    Bench("latency", "End-to-end alert latency (issue 5)", "bench/latency.py", _latency),
     Bench("scale", "Several ingest workers on one PostgreSQL", "bench/scale.py", _scale),
     Bench("retrain", "Retraining", "bench/retrain.py", lambda o: []),
     Bench("memory", "Memory: `framewatch run` with the model loaded (issue 5)", "bench/memory.py", _memory,

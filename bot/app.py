@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -66,6 +66,7 @@ async def _publish_commands_job(context: BotContext) -> None:
 async def _delivery_tick(context: BotContext) -> None:
     """Drain the outbox, then come back after DELIVERY_INTERVAL (never two drains at once)."""
     services, app = context.services, context.application
+    services.draining, services.wake_pending = True, False
     try:
         if services.worker is None:
             services.worker = DeliveryWorker(
@@ -78,8 +79,23 @@ async def _delivery_tick(context: BotContext) -> None:
             )
         await services.worker.drain(keep_going=lambda: app.running)
     finally:
+        services.draining = False
         if app.running and context.job_queue is not None:
-            context.job_queue.run_once(_delivery_tick, when=services.delivery_interval, name="delivery")
+            when = 0.0 if services.wake_pending else services.delivery_interval
+            context.job_queue.run_once(_delivery_tick, when=when, name="delivery")
+
+
+def wake_delivery(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Deliver now rather than at the next outbox poll: called (on the event loop) when this process has
+    just committed posts that may have queued alerts, so an alert does not wait out DELIVERY_INTERVAL.
+    Other processes' commits are still found by the regular poll."""
+    services: BotServices = app.bot_data.services
+    if services.draining:
+        services.wake_pending = True  # the running drain may have claimed before the commit
+        return
+    assert app.job_queue is not None
+    for job in app.job_queue.get_jobs_by_name("delivery"):
+        job.job.modify(next_run_time=datetime.now(UTC))
 
 
 async def _digest_tick(context: BotContext) -> None:
@@ -153,11 +169,13 @@ async def run_bot(
     *,
     stop: asyncio.Event | None = None,
     receive_updates: bool = True,
+    outbox_changed: asyncio.Event | None = None,
 ) -> None:
     """Run until `stop` is set (forever without one), polling or behind a webhook as configured.
 
     receive_updates=False runs only the jobs (outbox delivery, digests): extra delivery workers on
     PostgreSQL, beside the one process that receives updates (Telegram allows one getUpdates consumer).
+    Setting `outbox_changed` (ingestion in the same process does) starts a delivery at once.
     """
     tg = settings.telegram
     async with app:
@@ -179,9 +197,12 @@ async def run_bot(
                 raise RuntimeError(f"webhook mode needs python-telegram-bot[webhooks] (tornado): {exc}") from None
         elif receive_updates:
             await app.updater.start_polling(allowed_updates=Update.ALL_TYPES)
+        waker = asyncio.create_task(_wake_on(outbox_changed, app)) if outbox_changed is not None else None
         try:
             await (stop or asyncio.Event()).wait()
         finally:
+            if waker is not None:
+                waker.cancel()
             if app.updater.running:
                 await app.updater.stop()
             await app.stop()
@@ -195,6 +216,7 @@ async def run_bot_until(
     role: str = "all",
     models: ModelOps | None = None,
     on_model_change: Callable[[], None] | None = None,
+    outbox_changed: asyncio.Event | None = None,
 ) -> None:
     """What `framewatch run` awaits until `stop` is set: role "all"/"bot" receive commands and deliver;
     role "deliver" only delivers (outbox and digests), for extra workers sharing a PostgreSQL database."""
@@ -203,7 +225,15 @@ async def run_bot_until(
 
         models = registry_ops(settings)
     app = build_application(settings, engine=engine, models=models, on_model_change=on_model_change)
-    await run_bot(app, settings, stop=stop, receive_updates=role != "deliver")
+    await run_bot(app, settings, stop=stop, receive_updates=role != "deliver", outbox_changed=outbox_changed)
+
+
+async def _wake_on(event: asyncio.Event, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    while True:
+        await event.wait()
+        event.clear()
+        if app.running:
+            wake_delivery(app)
 
 
 def render_console(row: Outbox, *, engine: sa.Engine, settings: Settings, taxonomy: Taxonomy) -> str | None:

@@ -77,6 +77,8 @@ class BotServices:
     )
     retraining: bool = False
     worker: DeliveryWorker | None = None  # set in post_init, once the Application's bot exists
+    draining: bool = False  # a delivery drain is running (wake_delivery then asks for another at once)
+    wake_pending: bool = False
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property

@@ -94,7 +94,8 @@ class IngestSettings(_Section):
     max_redirects: int = Field(default=5, ge=0, le=30)
     max_backoff: Duration = timedelta(hours=6)
     disable_after_failures: int = Field(default=20, ge=1)
-    tick: Duration = timedelta(seconds=5)
+    # Also the longest a due source waits past its interval, so it bounds alert latency (issue 5).
+    tick: Duration = timedelta(seconds=1)
     # How long a worker owns a source it is polling; unset = derived from timeout × (backfill_pages + 2).
     lease: Duration | None = None
 

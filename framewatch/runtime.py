@@ -154,6 +154,7 @@ async def run_service(settings: Settings, *, role: str, console: Console) -> Non
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     console_mode = settings.telegram.token is None
+    outbox_changed = asyncio.Event()  # ingest → delivery in this process: new posts may have queued alerts
     scheduler = AsyncIOScheduler(timezone=UTC)
     ingestor: Ingestor | None = None
     async with make_client(settings.ingest) as client:
@@ -174,6 +175,8 @@ async def run_service(settings: Settings, *, role: str, console: Console) -> Non
                 ingestor.on_committed = console_alert_printer(
                     engine, console, max_age=settings.alerts.max_age, clock=lambda: datetime.now(UTC)
                 )
+            elif role == "all":
+                ingestor.on_committed = lambda _report: outbox_changed.set()
             add_ingest_job(scheduler, ingestor, settings.ingest)
             scheduler.add_job(
                 _report_silent_sources,
@@ -193,7 +196,9 @@ async def run_service(settings: Settings, *, role: str, console: Console) -> Non
                     console.print("no Telegram token configured: console mode, alerts are printed here")
                 await stop.wait()
             else:
-                await _run_bot(settings, role=role, engine=engine, stop=stop, console=console)
+                await _run_bot(
+                    settings, role=role, engine=engine, stop=stop, console=console, outbox_changed=outbox_changed
+                )
         finally:
             scheduler.shutdown(wait=False)
             if ingestor is not None:
@@ -247,7 +252,9 @@ def _disabled_hook(settings: Settings):  # type: ignore[no-untyped-def]
     return hook
 
 
-async def _run_bot(settings: Settings, *, role: str, engine, stop: asyncio.Event, console: Console) -> None:  # type: ignore[no-untyped-def]
+async def _run_bot(  # type: ignore[no-untyped-def]
+    settings: Settings, *, role: str, engine, stop: asyncio.Event, console: Console, outbox_changed: asyncio.Event
+) -> None:
     """Polling runs in exactly one process: others wait on a PostgreSQL advisory lock and take over when
     its holder dies. A holder whose lock vanished (database restart) stops polling and queues up again, so
     two pollers never run at once. Webhook mode needs no lock (any number behind a load balancer)."""
@@ -255,7 +262,7 @@ async def _run_bot(settings: Settings, *, role: str, engine, stop: asyncio.Event
     from storage.locks import RoleLock
 
     if not (role in ("all", "bot") and settings.telegram.mode == "polling"):
-        await run_bot_until(settings, engine=engine, stop=stop, role=role)
+        await run_bot_until(settings, engine=engine, stop=stop, role=role, outbox_changed=outbox_changed)
         return
     lock = RoleLock(engine, "telegram-poller")
     while not stop.is_set():
@@ -267,7 +274,7 @@ async def _run_bot(settings: Settings, *, role: str, engine, stop: asyncio.Event
         session_stop = asyncio.Event()
         watchdog = asyncio.create_task(_watch_lock(lock, stop, session_stop))
         try:
-            await run_bot_until(settings, engine=engine, stop=session_stop, role=role)
+            await run_bot_until(settings, engine=engine, stop=session_stop, role=role, outbox_changed=outbox_changed)
         finally:
             watchdog.cancel()
             await asyncio.to_thread(lock.release)

@@ -154,3 +154,26 @@ async def test_webhook_mode_checks_the_secret(engine: sa.Engine) -> None:
         stop.set()
         await asyncio.wait_for(task, 30)
     assert fake.calls_to("setWebhook")[0].params["secret_token"] == "s3cret-value"
+
+
+async def test_ingest_in_the_same_process_wakes_delivery_at_once(engine: sa.Engine) -> None:
+    """An alert queued by this process's ingestion goes out now, not at the next outbox poll (here 60 s
+    away), which is what keeps end-to-end latency within poll interval + 2 s."""
+    async with FakeBotAPI(ODD_TOKEN) as fake:
+        settings = make_settings(fake, token=ODD_TOKEN)
+        app = build_application(settings, engine=engine, delivery_interval=60.0)
+        stop, outbox_changed = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(run_bot(app, settings, stop=stop, outbox_changed=outbox_changed))
+        try:
+            await ask(fake, USER, "/start", timeout=30)
+            await ask(fake, USER, "/subscribe military_rift")
+            await asyncio.sleep(0.5)  # the first drain (0.2 s after start) is over; the next is 60 s away
+            with db(engine) as session:
+                post = add_post(session, add_source(session, "wire"), published_at=utcnow())
+                enqueue_alerts([post.id or 0], session=session, now=utcnow(), settings=make_settings())
+            outbox_changed.set()  # what Ingestor.on_committed does in `framewatch run`
+            (_, _, alert) = await fake.wait_sent(USER, 3, timeout=10)
+            assert visible(str(alert.params["text"])).startswith("🔔 Military rift")
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)

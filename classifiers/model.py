@@ -21,7 +21,9 @@ from classifiers.explain import explain_batch
 from classifiers.features import Analysed, Entries, TextFeaturizer, _as_texts, analyse
 
 MIN_POSITIVES = 3
-BATCH = 2048
+# Texts per feature matrix. Tagging 2,000 posts of 300-600 chars (2026-12-02): 2,048 per batch peaked
+# 150 MiB above the loaded model and ran at 1,981 posts/s; 256 peaked 18 MiB above it at 2,555 posts/s.
+BATCH = 256
 
 
 def default_estimator() -> LogisticRegression:

@@ -202,3 +202,18 @@ def test_tagger_classifies_in_batches_with_evidence(tmp_path: Path, fitted: Fram
     plain = tagger.classify(texts, explain=False)
     assert [r.frame_ids for r in plain] == [r.frame_ids for r in results]
     assert all(f.evidence == () for r in plain for f in r.frames)
+
+
+def test_tagging_does_not_depend_on_the_batch_a_text_is_in(tagger: FrameTagger) -> None:
+    """classify() cuts long lists into feature matrices of BATCH texts (memory); a text's frames, scores
+    and evidence must be the same whether it is tagged alone or in the middle of a long list."""
+    from classifiers.corpus import load_corpus
+    from classifiers.model import BATCH
+    from classifiers.taxonomy import load_taxonomy
+
+    texts = [e.text for e in load_corpus(load_taxonomy())][: BATCH * 2 + 7]
+    together = tagger.classify(texts)
+    probes = [0, BATCH - 1, BATCH, BATCH + 1, len(texts) - 1]
+    assert any(together[i].frames for i in probes)
+    for i in probes:
+        assert tagger.classify([texts[i]]) == [together[i]], i

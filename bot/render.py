@@ -99,7 +99,7 @@ def fit_lines(lines: Sequence[str], limit: int = TEXT_LIMIT, *, more: str = "…
 
 def evidence_spans(text: str, evidence: Sequence[str]) -> list[tuple[int, int]]:
     """Character spans in `text` where an evidence n-gram occurs (compared as classifier tokens)."""
-    spans = word_spans(text)
+    spans = list(word_spans(text))
     norm = [normalise_token(text[a:b]) for a, b in spans]
     found: list[tuple[int, int]] = []
     for phrase in evidence:

@@ -174,3 +174,43 @@ def test_score_predictions_contract_numbers() -> None:
     assert report.micro_f1 == pytest.approx(2 * (2 / 3) * (2 / 3) / (4 / 3))
     assert report.none_fpr == 0.5
     assert set(report.to_json()) == {"macro_f1", "micro_f1", "none_fpr", "per_frame", "model_version"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Foo-bar said foo twice; FOO then.",
+        "Об'єкт і об’єкт, ЁЛКА и елка",
+        "x_foo foo_x foo",
+        "İstanbul talks: İSTANBUL again",  # case folding changes the length
+        "Unit 2024 and unit 17 left",  # digits collapse to 0 in tokens
+        "-edge- 'quote' don't don`t",
+    ],
+)
+def test_explanations_quote_each_word_as_written_at_its_first_occurrence(text: str) -> None:
+    """The quick str.find lookup of a word's surface agrees with walking the tokeniser's own spans."""
+    from classifiers.explain import _Surfaces
+    from classifiers.text import word_spans
+
+    (cleaned, toks), *_ = analyse([text])
+    order = list(dict.fromkeys(toks))
+    spans = list(word_spans(cleaned))
+    words = _Surfaces(cleaned, toks, order)
+    for i, tok in enumerate(order):
+        first = toks.index(tok)
+        # Past the tokeniser's spans (case folding split a letter in two), the token itself is quoted.
+        expected = cleaned[slice(*spans[first])] if first < len(spans) else tok
+        assert words[i] == expected, tok
+
+
+def test_surface_lookup_agrees_with_the_tokeniser_on_the_corpus() -> None:
+    from classifiers.explain import _Surfaces
+    from classifiers.text import word_spans
+
+    for cleaned, toks in analyse([e.text for e in load_corpus(TAXONOMY)][::7]):
+        order = list(dict.fromkeys(toks))
+        spans = list(word_spans(cleaned))
+        words = _Surfaces(cleaned, toks, order)
+        for i, tok in enumerate(order):
+            start, end = spans[toks.index(tok)]
+            assert words[i] == cleaned[start:end], (tok, cleaned[:80])

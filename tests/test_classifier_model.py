@@ -189,10 +189,18 @@ def test_score_predictions_contract_numbers() -> None:
 )
 def test_explanations_quote_each_word_as_written_at_its_first_occurrence(text: str) -> None:
     """The quick str.find lookup of a word's surface agrees with walking the tokeniser's own spans."""
+    _assert_surfaces_follow_the_tokeniser(*analyse([text])[0])
+
+
+def test_surface_lookup_agrees_with_the_tokeniser_on_the_corpus() -> None:
+    for cleaned, toks in analyse([e.text for e in load_corpus(TAXONOMY)][::7]):
+        _assert_surfaces_follow_the_tokeniser(cleaned, toks)
+
+
+def _assert_surfaces_follow_the_tokeniser(cleaned: str, toks: list[str]) -> None:
     from classifiers.explain import _Surfaces
     from classifiers.text import word_spans
 
-    (cleaned, toks), *_ = analyse([text])
     order = list(dict.fromkeys(toks))
     spans = list(word_spans(cleaned))
     words = _Surfaces(cleaned, toks, order)
@@ -200,17 +208,4 @@ def test_explanations_quote_each_word_as_written_at_its_first_occurrence(text: s
         first = toks.index(tok)
         # Past the tokeniser's spans (case folding split a letter in two), the token itself is quoted.
         expected = cleaned[slice(*spans[first])] if first < len(spans) else tok
-        assert words[i] == expected, tok
-
-
-def test_surface_lookup_agrees_with_the_tokeniser_on_the_corpus() -> None:
-    from classifiers.explain import _Surfaces
-    from classifiers.text import word_spans
-
-    for cleaned, toks in analyse([e.text for e in load_corpus(TAXONOMY)][::7]):
-        order = list(dict.fromkeys(toks))
-        spans = list(word_spans(cleaned))
-        words = _Surfaces(cleaned, toks, order)
-        for i, tok in enumerate(order):
-            start, end = spans[toks.index(tok)]
-            assert words[i] == cleaned[start:end], (tok, cleaned[:80])
+        assert words[i] == expected, (tok, cleaned[:80])

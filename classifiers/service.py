@@ -7,6 +7,7 @@ unreadable) it trains one from the shipped corpus first, saying so, so the produ
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +38,9 @@ class FrameTagger:
         self.model = model
         self._version = version
         self.evidence_words = evidence_words
+        # One batch at a time: ingestion classifies from several worker threads, and each batch's
+        # feature matrices are tens of MiB while the GIL serialises most of the work anyway.
+        self._running = threading.Lock()
         self._ids = tuple(str(c) for c in model.classes_)
         for k in range(len(self._ids)):
             model.frame_weights(k)  # warm the cache before threads share the model
@@ -59,14 +63,16 @@ class FrameTagger:
         thresholds = self.model.thresholds_
         for start in range(0, len(texts), BATCH):
             chunk = [t if isinstance(t, str) else "" for t in texts[start : start + BATCH]]
-            analysed = analyse(chunk)
-            entries = self.model.entries(analysed)
-            features = self.model.transform_entries(entries)
-            proba = self.model.proba_from_features(features)
-            hits = proba >= thresholds
-            evidence: list[dict[int, tuple[str, ...]]] = [{} for _ in chunk]
-            if explain and hits.any():
-                evidence = self.model.evidence_batch(analysed, entries, features, hits, self.evidence_words)
+            with self._running:
+                analysed = analyse(chunk)
+                entries = self.model.entries(analysed)
+                features = self.model.transform_entries(entries)
+                proba = self.model.proba_from_features(features)
+                hits = proba >= thresholds
+                evidence: list[dict[int, tuple[str, ...]]] = [{} for _ in chunk]
+                if explain and hits.any():
+                    evidence = self.model.evidence_batch(analysed, entries, features, hits, self.evidence_words)
+                del entries, features
             for i in range(len(chunk)):
                 tagged = np.flatnonzero(hits[i])
                 if tagged.size == 0:

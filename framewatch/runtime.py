@@ -98,11 +98,30 @@ async def ingest_once(
                 reports = await ingestor.run_once(names, progress=advance)
         else:
             reports = await ingestor.run_once(names)
-    known = {r.source for r in reports}
-    missing = [n for n in names if n not in known]
-    reports += [PollReport(n, "skipped", error="no such enabled source") for n in missing]
+    reports += _not_polled(engine, names, {r.source for r in reports})
     engine.dispose()
     return reports
+
+
+def _not_polled(engine, names: Sequence[str], polled: set[str]) -> list[PollReport]:  # type: ignore[no-untyped-def]
+    """A "skipped" row for every asked-for (or enabled) source that was not polled, saying why: another
+    process holding its lease (a running `framewatch run`, or one killed less than a lease ago) or no
+    such enabled source."""
+    from storage.sources import list_sources
+
+    with session_scope(engine) as session:
+        by_name = {s.name: s for s in list_sources(session=session)}
+    wanted = list(names) or [n for n, s in by_name.items() if s.enabled]
+    out = []
+    for name in (n for n in wanted if n not in polled):
+        source = by_name.get(name)
+        if source is None or not source.enabled:
+            out.append(PollReport(name, "skipped", error="no such enabled source"))
+            continue
+        lease = source.lease_expires_at
+        until = f" (its lease ends {lease:%H:%M:%S} UTC)" if lease is not None else ""
+        out.append(PollReport(name, "skipped", error=f"being polled by another process{until}"))
+    return out
 
 
 def _alert_hook(settings: Settings) -> NewPostsHook | None:

@@ -119,7 +119,9 @@ def test_kill_during_backfill_stores_every_post_once(
         time.sleep(rng.uniform(0.0, 2.0))  # somewhere inside the multi-page backfill
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-    time.sleep(3.5)  # the dead process's leases lapse; the next run takes the sources over
+        # The dead process's leases lapse before the next run, which takes the sources over (started at
+        # once, it would find them all leased, report them skipped and never reach the server).
+        time.sleep(3.5)
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'crash.db'}")
     done = subprocess.run(
         _cli("--config", str(cfg), "ingest", "--once"), env=_env(), capture_output=True, text=True, timeout=300

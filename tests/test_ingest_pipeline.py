@@ -182,6 +182,34 @@ def test_edited_channel_post_updates_in_place(
         assert len(session.exec(select(Post)).all()) == _channel_post_count()
 
 
+def test_ingest_once_reports_sources_another_process_is_polling(
+    tmp_path: Path,
+    sqlite_engine: sa.Engine,
+    models_dir: Path,
+    local_server: LocalServer,
+    free_port: int,
+) -> None:
+    """A source leased by another worker (a running service, or one killed less than a lease ago) is
+    left alone, and the table says so instead of leaving it out or calling it unknown."""
+    from datetime import UTC, datetime, timedelta
+
+    _serve(local_server)
+    url = sqlite_engine.url.render_as_string(hide_password=False)
+    config = _config(tmp_path, url, models_dir, local_server, free_port)
+    assert _invoke("--config", str(config), "ingest", "--once", "--source", "wire").exit_code == 0
+    with Session(sqlite_engine) as session:
+        wire = session.exec(select(Source).where(Source.name == "wire")).one()
+        wire.lease_owner, wire.lease_expires_at = "ingest-elsewhere", datetime.now(UTC) + timedelta(minutes=5)
+        session.add(wire)
+        session.commit()
+    local_server.clear_log()
+    result = _invoke("--config", str(config), "ingest", "--once", "--source", "wire", "--source", "nosuch")
+    assert result.exit_code == 0, result.output
+    assert "being polled by another process" in result.output
+    assert "no such enabled source" in result.output
+    assert not local_server.requests(), "a leased source is not fetched"
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_export_after_ingest(
     tmp_path: Path,

@@ -44,7 +44,7 @@ from bench._common import (
     sentences,
     serve_corpus,
 )
-from bench._hide import hide_listed
+from bench._hide import hide_listed, runtime_only_modules
 
 PROJECT_PACKAGES = frozenset({"bench", "bot", "classifiers", "framewatch", "ingest", "storage", "tests"})
 ARCHIVE_SOURCES = 60
@@ -118,43 +118,6 @@ def new_posts(path: Path, above_id: int) -> int:
 # -- children -------------------------------------------------------------------------------------------
 
 
-def runtime_only_modules() -> set[str]:
-    """Top-level modules installed here that a plain `pip install framewatch` would not bring.
-
-    This machine also has the dev tools (pytest, hypothesis, …) and unrelated packages (trio), and some
-    dependencies import whatever they find (skops → sklearn.utils._testing → pytest; httpcore → trio);
-    hiding them gives the memory of a production install without building a second environment.
-    """
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    wanted: set[str] = set()
-    todo: list[tuple[str, frozenset[str]]] = [("framewatch", frozenset())]
-    seen: set[tuple[str, frozenset[str]]] = set()
-    while todo:
-        name, extras = todo.pop()
-        if (name, extras) in seen:
-            continue
-        seen.add((name, extras))
-        wanted.add(canonicalize_name(name))
-        try:
-            requires = metadata.requires(name) or []
-        except metadata.PackageNotFoundError:
-            continue
-        for line in requires:
-            req = Requirement(line)
-            if req.marker is not None and not any(req.marker.evaluate({"extra": e}) for e in (extras or {""})):
-                continue
-            todo.append((req.name, frozenset(req.extras)))
-    return {
-        module
-        for module, dists in metadata.packages_distributions().items()
-        if not any(canonicalize_name(d) in wanted for d in dists) and module not in PROJECT_PACKAGES
-    }
-
-
 def child_run(config: Path, modules_out: Path, hide: Path | None) -> None:
     """Run the real CLI in this process; at exit, record which third-party packages it had imported."""
     import atexit
@@ -184,7 +147,7 @@ import contextlib, importlib, json, sys
 from pathlib import Path
 if len(sys.argv) > 3 and sys.argv[3]:
     sys.path.insert(0, sys.argv[4])
-    from bench._hide import hide_listed
+    from bench._hide import hide_listed, runtime_only_modules
     hide_listed(sys.argv[3])
 for name in json.load(open(sys.argv[1])):
     with contextlib.suppress(Exception):  # a module that only imports inside its parent is counted there

@@ -237,7 +237,8 @@ UNICODE_QUERIES = [
 
 FILTER_QUERIES = [
     "source:wire-world", "source:WIRE-WORLD wagner", "source:baza", "source:Baza вагнер", "source:ukr-news",
-    "source:baza source:ukr-news вагнер", "source:empty-source", "lang:uk", "lang:RU вагнер",
+    "source:baza source:ukr-news вагнер", "source:empty-source", "source:empty-source вагнер", "lang:uk",
+    "lang:RU вагнер", "lang:de вагнер", "lang:en wagner since:2100-01-01",
     "lang:ru lang:uk пригожин", "lang:de", "frame:military_rift", "frame:military_rift wagner",
     "frame:military_rift frame:nazi_ukraine", "frame:internal_resistance -партизаны", "frame:unknown_frame",
     "since:24h", "since:7d wagner OR вагнер", "since:1d until:6h", "until:2023-06-01", "since:2023-06-23",

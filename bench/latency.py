@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import ROOT, clean_env, machine_description, median, percentile, print_table
 from bench.fanout import TOKEN, ServerThread
+from bot.app import DELIVERY_INTERVAL
 from framewatch.config import IngestSettings
 from framewatch.localserver import LocalServer, RecordedRequest, Reply
 from storage.db import create_engine, session_scope
@@ -42,7 +43,6 @@ from storage.subscribers import SubscriptionSpec, add_subscription, ensure_subsc
 
 CHANNEL = "latencybench"
 CHAT = 4_200_001
-DELIVERY_POLL = 1.0  # bot.app.DELIVERY_INTERVAL: the outbox is re-read this often when it is empty
 
 # Written for this benchmark: quiet background posts, then one framed post per run (each different, so
 # no alert is suppressed as a repeat of an earlier one).
@@ -280,7 +280,7 @@ def main() -> None:
         note=(
             f"aim: ≤ poll interval + 2 s = {aim:g} s; worst case by design: interval + tick = {bound:g} s plus "
             "the pipeline (ingestion wakes delivery in the same process; other processes' alerts wait up to "
-            f"{DELIVERY_POLL:g} s more for the outbox poll). Runs within the aim: "
+            f"{DELIVERY_INTERVAL:g} s more for the outbox poll). Runs within the aim: "
             f"{sum(r[0] <= aim for r in done)}/{len(rows)}" + (f"; {missed} run(s) got no alert" if missed else "")
         ),
     )

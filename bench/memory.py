@@ -44,9 +44,8 @@ from bench._common import (
     sentences,
     serve_corpus,
 )
-from bench._hide import hide_listed, runtime_only_modules
+from bench._hide import PROJECT, hide_listed, runtime_only_modules
 
-PROJECT_PACKAGES = frozenset({"bench", "bot", "classifiers", "framewatch", "ingest", "storage", "tests"})
 ARCHIVE_SOURCES = 60
 AIM_MB = 300  # issue 5; decimal megabytes (286 MiB)
 # False: this environment as it is (dev tools installed); True: only what `pip install framewatch` brings.
@@ -128,7 +127,7 @@ def child_run(config: Path, modules_out: Path, hide: Path | None) -> None:
     def record() -> None:
         names = {name.split(".", 1)[0] for name in list(sys.modules)}
         third_party = sorted(
-            n for n in names if n not in sys.stdlib_module_names and n not in PROJECT_PACKAGES and n != "__main__"
+            n for n in names if n not in sys.stdlib_module_names and n not in PROJECT and n != "__main__"
         )
         modules_out.write_text(json.dumps({"modules": third_party, "peak_rss_kib": own_peak_rss_kib()}))
 
@@ -147,7 +146,7 @@ import contextlib, importlib, json, sys
 from pathlib import Path
 if len(sys.argv) > 3 and sys.argv[3]:
     sys.path.insert(0, sys.argv[4])
-    from bench._hide import hide_listed, runtime_only_modules
+    from bench._hide import PROJECT, hide_listed, runtime_only_modules
     hide_listed(sys.argv[3])
 for name in json.load(open(sys.argv[1])):
     with contextlib.suppress(Exception):  # a module that only imports inside its parent is counted there

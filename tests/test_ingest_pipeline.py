@@ -155,16 +155,24 @@ def test_ingest_once_end_to_end(
     assert "not_modified" in second.output
 
 
-def test_edited_channel_post_updates_in_place(
+@pytest.fixture
+def sqlite_config(
     tmp_path: Path,
     sqlite_engine: sa.Engine,
     models_dir: Path,
     local_server: LocalServer,
     free_port: int,
-) -> None:
+) -> Path:
+    """The fixture sources served and a config for them on the test's SQLite database."""
     _serve(local_server)
     url = sqlite_engine.url.render_as_string(hide_password=False)
-    config = _config(tmp_path, url, models_dir, local_server, free_port)
+    return _config(tmp_path, url, models_dir, local_server, free_port)
+
+
+def test_edited_channel_post_updates_in_place(
+    sqlite_config: Path, sqlite_engine: sa.Engine, local_server: LocalServer
+) -> None:
+    config = sqlite_config
     assert _invoke("--config", str(config), "ingest", "--once", "--source", "vesti").exit_code == 0
     page1 = fixture_bytes("telegram", "vesti_kraya_1.html").decode()
     import re
@@ -183,19 +191,13 @@ def test_edited_channel_post_updates_in_place(
 
 
 def test_ingest_once_reports_sources_another_process_is_polling(
-    tmp_path: Path,
-    sqlite_engine: sa.Engine,
-    models_dir: Path,
-    local_server: LocalServer,
-    free_port: int,
+    sqlite_config: Path, sqlite_engine: sa.Engine, local_server: LocalServer
 ) -> None:
     """A source leased by another worker (a running service, or one killed less than a lease ago) is
     left alone, and the table says so instead of leaving it out or calling it unknown."""
     from datetime import UTC, datetime, timedelta
 
-    _serve(local_server)
-    url = sqlite_engine.url.render_as_string(hide_password=False)
-    config = _config(tmp_path, url, models_dir, local_server, free_port)
+    config = sqlite_config
     assert _invoke("--config", str(config), "ingest", "--once", "--source", "wire").exit_code == 0
     with Session(sqlite_engine) as session:
         wire = session.exec(select(Source).where(Source.name == "wire")).one()

@@ -17,12 +17,14 @@ import html
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
 from storage.models import Post, PostFrame, Source
@@ -40,12 +42,16 @@ _SET_COST = 0.12  # per match: add its id to a temporary set
 _WALK_COST = 0.45  # per post walked on the date index and checked against the set
 _PROBE_COST = 35.0  # per post walked and looked up in FTS, for a one-term query
 _PROBE_COST_MULTI = 400.0  # the same when several terms must be looked up
+# Migration 0004 indexes each post's language in post_fts as this marker + hex code (see _fts5_language).
+_LANGUAGE_TOKEN = "fwlang"
+_LANGUAGE_PROBE = 200  # fewer text matches than this in the asked languages: let FTS5 intersect them
 # PostgreSQL (see _postgres_ids): newest posts checked first, and the estimated number of text matches
 # up to which fetching them all through the GIN index beats walking the date index.
 PG_WALK = 1000
 PG_WALK_PER_ROW = 20
 PG_WALK_FAR = 30_000
 PG_GIN_ROWS = 20_000
+PG_WINDOW_SURPLUS = 3  # pages' worth of matches the first window should have held by the estimate
 
 _POST: sa.Table = Post.__table__  # type: ignore[attr-defined]
 _FRAME: sa.Table = PostFrame.__table__  # type: ignore[attr-defined]
@@ -54,6 +60,8 @@ _FTS = sa.table("post_fts", sa.column("rowid", sa.Integer))
 _FTS_TABLE = sa.literal_column("post_fts")
 _SEARCH_VECTOR = sa.literal_column("post.search_vector")
 _SIMPLE = sa.literal_column("'simple'::regconfig")
+_TSQUERY = postgresql.TSQUERY()
+_LANGUAGE_CODE_RE = re.compile(r"[a-z0-9-]{1,16}")
 _HEADLINE_OPTIONS = (
     f"StartSel={SNIPPET_START}, StopSel={SNIPPET_END}, MaxWords={SNIPPET_TOKENS}, "
     f"MinWords={SNIPPET_TOKENS // 2}, ShortWord=0, MaxFragments=1, FragmentDelimiter=…"
@@ -130,9 +138,8 @@ def _any_post_in(parsed: ParsedQuery, source_ids: list[int], session: Session) -
 
     When none does (`lang:it` on an archive without Italian posts, a source that has not posted yet),
     the answer is empty without fetching every text match of a common word only to filter them all away.
-    (A filter that many posts pass but none of the text matches, like an English word with `lang:ru`,
-    still costs that: 92 ms on SQLite, 265 ms on PostgreSQL at 1M posts; it needs the language inside
-    the text index.)
+    (A language that many posts have but none of the text matches, like an English word with
+    `lang:ru`, is answered by the text index itself, which holds each post's language.)
     """
     conditions = _time_conditions(parsed)
     if parsed.sources:
@@ -232,8 +239,49 @@ def _fts5_any(terms: Sequence[Term]) -> str:
     return "(" + " OR ".join(_fts5_string(t) for t in terms) + ")"
 
 
+def _fts5_words(expression: str, terms: Sequence[Term]) -> str:
+    """Restrict the words to title and text only when one could be a language token.
+
+    The restriction is exact but not free (FTS5 then reads every match's positions: +10 ms for a common
+    word at 1M posts), and only a word starting with the language marker could ever match that column.
+    """
+    if any(_folded(token).startswith(_LANGUAGE_TOKEN) for term in terms for token in term.tokens):
+        return "{title text} : (" + expression + ")"
+    return expression
+
+
+def _folded(token: str) -> str:
+    """At least as folded as FTS5's unicode61 tokenizer folds it (case, diacritics: "Fẃlang" too)."""
+    decomposed = unicodedata.normalize("NFKD", token)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
 def _fts5_positive(clauses: Sequence[Clause]) -> str:
-    return " AND ".join(_fts5_any(c.terms) for c in clauses)
+    return _fts5_words(" AND ".join(_fts5_any(c.terms) for c in clauses), [t for c in clauses for t in c.terms])
+
+
+def _fts5_language(language: str) -> str:
+    """The token migration 0004 indexes for a post's language: the marker and the code's UTF-8 in hex
+    (SQLite's hex(lower(language))), one token whatever the code holds, so `lang:pt` is not `pt-br`."""
+    return '"' + _LANGUAGE_TOKEN + language.lower().encode().hex() + '"'
+
+
+def _fts5_expression(parsed: ParsedQuery, *, with_languages: bool) -> str:
+    """The words and exclusions as one MATCH, and the `lang:` filter too if asked (the SQL filter on
+    post.language still decides; the index folds case)."""
+    words = " AND ".join(_fts5_any(c.terms) for c in parsed.clauses)
+    if parsed.excluded:
+        words += " NOT " + _fts5_any(parsed.excluded)
+    expression = _fts5_words(words, [*(t for c in parsed.clauses for t in c.terms), *parsed.excluded])
+    if with_languages and parsed.languages:
+        expression += " AND language : (" + " OR ".join(_fts5_language(code) for code in parsed.languages) + ")"
+    return expression
+
+
+def _fts5_count(expression: str, cap: int, session: Session) -> int:
+    """How many posts match, counting no further than `cap` (FTS5 alone, in C)."""
+    capped = sa.select(_FTS.c.rowid).where(_fts5_match(expression)).limit(cap).subquery()
+    return session.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one()
 
 
 def _fts5_match(expression: str) -> sa.ColumnElement[bool]:
@@ -253,18 +301,24 @@ def _sqlite_ids(
     conditions = list(conditions)
     if not parsed.has_text:
         if parsed.excluded:
-            conditions.append(sa.not_(_fts5_probe(_fts5_any(parsed.excluded))))
+            conditions.append(sa.not_(_fts5_probe(_fts5_words(_fts5_any(parsed.excluded), parsed.excluded))))
     else:
-        expression = _fts5_positive(parsed.clauses)
-        if parsed.excluded:
-            expression += " NOT " + _fts5_any(parsed.excluded)
+        expression = _fts5_expression(parsed, with_languages=False)
         posts = session.execute(sa.select(sa.func.max(_POST.c.id))).scalar_one() or 0
         terms = sum(len(c.terms) for c in parsed.clauses) + len(parsed.excluded)
         probe_cost = _PROBE_COST if terms == 1 else _PROBE_COST_MULTI
         # Beyond this many matches, probing beats building the set (equal cost: set·M = probe·walk).
         cap = 1 + int(math.sqrt(probe_cost / _SET_COST * (offset + limit) * posts))
-        capped = sa.select(_FTS.c.rowid).where(_fts5_match(expression)).limit(cap).subquery()
-        matches = session.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one()
+        in_language = _fts5_expression(parsed, with_languages=True)
+        # With a `lang:` filter, first ask FTS5 whether the words and the language overlap at all: it
+        # answers in under a millisecond when they do. Where they hardly do (an English word with
+        # lang:ru), the SQL filter would drop every match of the words one by one, so FTS5 intersects
+        # them instead. (Intersecting always would add ~10 ms to an ordinary `word lang:xx`.)
+        overlap = _fts5_count(in_language, _LANGUAGE_PROBE, session) if parsed.languages else _LANGUAGE_PROBE
+        if overlap < _LANGUAGE_PROBE:
+            expression, matches = in_language, min(overlap, cap)
+        else:
+            matches = _fts5_count(expression, cap, session)
         if matches == 0:
             return []
         walk = (offset + limit) * posts / matches  # posts walked newest first until the page is full
@@ -324,6 +378,21 @@ def _tsquery_positive(clauses: Sequence[Clause]) -> sa.ColumnElement[Any]:
     return functools.reduce(sa.func.tsquery_and, [_tsquery_any(c.terms) for c in clauses])
 
 
+def _tsquery_languages(languages: Sequence[str]) -> sa.ColumnElement[Any]:
+    """The 'lang:xx' lexemes that migration 0004 adds to search_vector, OR-ed.
+
+    A quoted tsquery literal is taken as one lexeme as it stands (no parser splits it at the colon);
+    the code is checked here too, not only by the query parser, because it is tsquery syntax.
+    """
+    queries = []
+    for language in languages:
+        if not _LANGUAGE_CODE_RE.fullmatch(language):
+            raise QueryError(f"lang:{language} is not a language code; e.g. lang:en or lang:uk.")
+        literal = sa.bindparam(None, f"'lang:{language}'", type_=sa.String)
+        queries.append(sa.cast(literal, _TSQUERY))
+    return functools.reduce(sa.func.tsquery_or, queries)
+
+
 def _postgres_ids(parsed: ParsedQuery, source_ids: list[int], session: Session, limit: int, offset: int) -> list[int]:
     """Find the page by the route PostgreSQL's LIMIT planning would not reliably pick itself.
 
@@ -331,7 +400,7 @@ def _postgres_ids(parsed: ParsedQuery, source_ids: list[int], session: Session, 
        guess: if they hold a full page of matches, no older post can belong on it. Common words end
        here. (Left alone, the planner walks the whole date index for a rare word.)
     2. Common text (PostgreSQL's estimate from its statistics) with a selective filter: the same walk,
-       further back.
+       further back (unless the first walk already showed the estimate wrong, see _walk_far_pays).
     3. Otherwise let the GIN index fetch every match and sort them (NULLS LAST: undated posts last).
     """
     text: list[sa.ColumnElement[bool]] = []
@@ -340,6 +409,8 @@ def _postgres_ids(parsed: ParsedQuery, source_ids: list[int], session: Session, 
         text_query = _tsquery_positive(parsed.clauses)
         if parsed.excluded:
             text_query = sa.func.tsquery_and(text_query, sa.func.tsquery_not(_tsquery_any(parsed.excluded)))
+        if parsed.languages:  # the GIN index intersects them; the SQL filter on post.language still decides
+            text_query = sa.func.tsquery_and(text_query, _tsquery_languages(parsed.languages))
         text.append(_matches_tsquery(text_query))
     elif parsed.excluded:
         text.append(sa.not_(_matches_tsquery(_tsquery_any(parsed.excluded))))
@@ -347,14 +418,30 @@ def _postgres_ids(parsed: ParsedQuery, source_ids: list[int], session: Session, 
     if text_query is None:
         return _postgres_newest(conditions, session, limit, offset)
     walked = _filter_conditions(parsed, source_ids, per_row=True) + text
-    ids = _postgres_recent(parsed, walked, session, limit, offset, PG_WALK + PG_WALK_PER_ROW * (offset + limit))
+    window = PG_WALK + PG_WALK_PER_ROW * (offset + limit)
+    ids = _postgres_recent(parsed, walked, session, limit, offset, window)
     if len(ids) == limit:
         return ids
-    if _estimated_rows(sa.select(_POST.c.id).where(_matches_tsquery(text_query)), session) > PG_GIN_ROWS:
+    estimate = _estimated_rows(sa.select(_POST.c.id).where(_matches_tsquery(text_query)), session)
+    if estimate > PG_GIN_ROWS and _walk_far_pays(parsed, estimate, window, offset + limit, session):
         ids = _postgres_recent(parsed, walked, session, limit, offset, PG_WALK_FAR)
         if len(ids) == limit:
             return ids
     return _postgres_full_page(conditions, session, limit, offset)
+
+
+def _walk_far_pays(parsed: ParsedQuery, estimate: float, window: int, wanted: int, session: Session) -> bool:
+    """Whether the page is worth looking for further back on the date index.
+
+    The estimate counts the words and languages (both in search_vector), not a source or frame filter:
+    those are what a longer walk is for. Without them, a window that should have held the `wanted` rows
+    several times over and did not means the estimate is wrong: the words and languages rarely meet
+    (an English word with `lang:ru`), and the GIN index finds those few matches, or none, at once.
+    """
+    if parsed.sources or parsed.frames:
+        return True
+    posts = session.execute(sa.select(sa.func.max(_POST.c.id))).scalar_one() or 1
+    return window * estimate / posts < PG_WINDOW_SURPLUS * wanted
 
 
 def _postgres_recent(

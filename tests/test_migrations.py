@@ -36,3 +36,46 @@ def test_downgrade_to_base_and_back(engine: sa.Engine) -> None:
     upgrade(engine)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM post")).scalar() == 0
+
+
+def test_language_index_migration_keeps_and_indexes_existing_posts(engine: sa.Engine) -> None:
+    """0004 rebuilds the text index with each post's language: posts stored before it stay searchable,
+    and `word lang:xx` finds them through the new index; downgrading keeps word search working."""
+    from datetime import UTC, datetime
+
+    from storage.db import session_scope
+    from storage.models import Post, Source
+    from storage.search import search_posts
+
+    now = datetime(2024, 1, 2, tzinfo=UTC)
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0003")
+    with session_scope(engine) as session:  # the models' tables are the same at 0003
+        source = Source(name="s", kind="rss")
+        session.add(source)
+        session.flush()
+        texts = [("ru", "мобилизация в регионе"), ("en", "mobilisation news"), (None, "mobilisation, no language")]
+        for n, (language, text) in enumerate(texts):
+            at = datetime(2024, 1, 1, n, tzinfo=UTC)
+            session.add(Post(source_id=source.id, external_id=f"p{n}", text=text, language=language,
+                             published_at=at, fetched_at=at))  # fmt: skip
+    upgrade(engine)
+    assert current_revision(engine) == "0004"
+
+    def hits(query: str) -> list[str]:
+        with session_scope(engine) as session:
+            return [h.snippet for h in search_posts(query, session=session, now=now).hits]
+
+    assert len(hits("mobilisation")) == 2
+    assert hits("mobilisation lang:en") == ["\x02mobilisation\x03 news"]
+    assert hits("мобилизация lang:ru") == ["\x02мобилизация\x03 в регионе"]
+    assert hits("mobilisation lang:ru") == []
+    assert hits("ru OR en") == []  # the language is indexed, but not as a word
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0003")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM post")).scalar() == 3
+    upgrade(engine)

@@ -33,7 +33,7 @@ NOW = datetime(2023, 6, 24, 12, 0, tzinfo=UTC)
 class Doc:
     key: str
     source: str
-    lang: str
+    lang: str | None  # None: the source did not say
     hours_ago: float | None  # None: the feed gave no date
     title: str
     text: str
@@ -60,6 +60,8 @@ CORPUS = [
         "Angle brackets 1 < 2 and 3 > 1 & wagner alert here"),
     Doc("en_old", "wire-world", "en", 24 * 40, "Wagner in Africa",
         "Wagner group fighters were seen in Mali and the Central African Republic."),
+    Doc("pt_border", "wire-world", "pt-br", 70, "Região de fronteira", "Relatório da fronteira, em português."),
+    Doc("xx_unknown", "wire-world", None, 75, "Unlabelled language", "A border note with no language tag: fronteira."),
     Doc("en_tie_a", "wire-world", "en", 15, "Same minute", "Ceasefire report, first of two."),
     Doc("en_tie_b", "wire-world", "en", 15, "Same minute", "Ceasefire report, second of two."),
     Doc("en_undated", "wire-world", "en", None, "Undated note",
@@ -216,6 +218,8 @@ WORD_QUERIES = [
     "ппо", "the", "a OR the", "rostov mali", "nothingmatcheshere", "wagner nothingmatcheshere",
     # Written joined, stored apart: PostgreSQL's parser reads these as one hyphenated word / host / path.
     "wagner-group", "private-military-company", "march.on.moscow", "rostov/prigozhin", "бойцы-вагнера",
+    # The index also holds each post's language; a word that is a language code must not match it.
+    "ru", "en", "uk OR ru", "pt br", "fronteira", "en -ru",
 ]  # fmt: skip
 
 HOSTILE_QUERIES = [
@@ -226,7 +230,10 @@ HOSTILE_QUERIES = [
     "wagner AND NOT prigozhin", "wagner; SELECT", "--wagner", "- wagner", "wagner -", "\\wagner\\",
     "/*x*/ wagner", "$1 wagner", ":p wagner", "?", "wagner ? :x", "@@ wagner", "wagner || prigozhin",
     "wagner && prigozhin", "!!wagner", "'wagner'", "<b>Bold</b>", "<script>alert(1)</script>", "3 < 4 & 5",
-    "&", "inside", "\"inside\" text", "{title}: col",
+    "&", "inside", "\"inside\" text", "{title}: col", "language:ru", "language : (ru)", "{language}:en",
+    "lang:ru) OR (wagner", "lang:ru\" OR \"x",
+    # SQLite indexes a post's language as the token "fwlang" + hex code: typed as a word, it is only a word.
+    "fwlang7275", "FWLANG7275 OR wagner", "fẃlang7275", "source:baza -fwlang7275", '"fwlang656e"',
 ]  # fmt: skip
 
 UNICODE_QUERIES = [
@@ -244,6 +251,10 @@ FILTER_QUERIES = [
     "since:24h", "since:7d wagner OR вагнер", "since:1d until:6h", "until:2023-06-01", "since:2023-06-23",
     "since:2023-06-23T22:00Z until:2023-06-24T09:00Z", "until:2023-06-23 вагнер", "since:2020-01-01",
     "source:baza -вагнер", "lang:en -wagner", "source:wire-world frame:military_rift since:3h",
+    # Languages no matching post has, codes with a region, posts without a language.
+    "lang:ru wagner", "lang:uk wagner", "lang:en вагнер", "lang:pt fronteira", "lang:pt-br fronteira",
+    "lang:PT-BR", "lang:en fronteira", "lang:ru -ru", "lang:en lang:pt-br fronteira OR shoigu",
+    "lang:ru lang:uk -вагнер since:30d",
 ]  # fmt: skip
 
 
@@ -404,10 +415,18 @@ PLANS = {
     "sqlite-sort": {"_SET_COST": 1e9},
     "sqlite-set": {"_SORT_COST": 1e9},
     "sqlite-probe": {"_PROBE_COST": 0.0, "_PROBE_COST_MULTI": 0.0},
+    "sqlite-language-by-sql": {"_LANGUAGE_PROBE": 0},  # (by default the tiny corpus has FTS5 do it)
     "postgres-gin": {"PG_WALK": 2, "PG_WALK_PER_ROW": 0},
     "postgres-window": {"PG_WALK": 10_000, "PG_WALK_PER_ROW": 0},
     "postgres-small-window": {"PG_WALK": 4, "PG_WALK_PER_ROW": 1},
-    "postgres-walk-far": {"PG_WALK": 2, "PG_WALK_PER_ROW": 0, "PG_GIN_ROWS": -1, "PG_WALK_FAR": 5},
+    "postgres-walk-far": {
+        "PG_WALK": 2,
+        "PG_WALK_PER_ROW": 0,
+        "PG_GIN_ROWS": -1,
+        "PG_WALK_FAR": 5,
+        "PG_WINDOW_SURPLUS": 10**9,
+    },
+    "postgres-estimate-distrusted": {"PG_WALK": 2, "PG_WALK_PER_ROW": 0, "PG_GIN_ROWS": -1, "PG_WINDOW_SURPLUS": 0},
 }
 
 

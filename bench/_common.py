@@ -205,7 +205,7 @@ def python_child(script: str, *args: str) -> list[str]:
 # -- machine ----------------------------------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.lower().startswith("model name"):
@@ -283,7 +283,7 @@ def machine_description(postgres_url: str | None = None) -> list[tuple[str, str]
     )
     return [
         ("date (UTC)", datetime.now(UTC).strftime("%Y-%m-%d %H:%M")),
-        ("CPU", f"{_cpu_model()} — nproc {usable}" + (f" of {cpus}" if usable != cpus else "")),
+        ("CPU", f"{cpu_model()} — nproc {usable}" + (f" of {cpus}" if usable != cpus else "")),
         ("RAM", _ram()),
         ("OS", f"{platform.system()} {platform.release()}"),
         ("Python", f"{platform.python_implementation()} {platform.python_version()}"),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import ROOT, clean_env, load_average, machine_description, markdown_table
+from bench._common import ROOT, clean_env, cpu_model, load_average, machine_description, markdown_table
 
 INTRO_BEGIN = "<!-- BEGIN hand-written introduction: bench/run_all.py keeps everything up to END -->"
 INTRO_END = "<!-- END hand-written introduction -->"
@@ -156,7 +156,7 @@ def run_bench(bench: Bench, options: Options, timeout: float, log_dir: Path | No
         (log_dir / f"{bench.name}.stdout").write_text(out, encoding="utf-8")
         (log_dir / f"{bench.name}.stderr").write_text(err, encoding="utf-8")
     meta = (
-        f"`{shown}` — {when:%Y-%m-%d %H:%M} UTC, took {took / 60:.1f} min, "
+        f"`{shown}` — {when:%Y-%m-%d %H:%M} UTC on {cpu_model()} × {os.cpu_count()}, took {took / 60:.1f} min, "
         f"load average (1/5/15 min) at start {load}\n\n"
     )
     body = tables_of(bench, out) if out.strip() else ""
@@ -184,7 +184,8 @@ def render(intro: str, sections: dict[str, str], *, full: bool, postgres: str | 
     return (
         f"{INTRO_BEGIN}\n{intro}\n{INTRO_END}\n\n{GENERATED}\n\n"
         f"## Machine\n\nLast `bench/run_all.py` run{' (--full)' if full else ''}; each section below gives its "
-        f"own date and load average.\n\n{machine}\n\n" + "\n".join(ordered)
+        f"own date, CPU and load average (sections refreshed at different times may come from different "
+        f"machines).\n\n{machine}\n\n" + "\n".join(ordered)
     )
 
 

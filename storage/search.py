@@ -4,7 +4,7 @@ Every piece of user text reaches the database as a bind parameter. On SQLite eac
 string ("…" with inner quotes doubled), so FTS5 operators in user text are plain words; the whole MATCH
 expression is itself a parameter. On PostgreSQL each term goes through plainto_tsquery/phraseto_tsquery
 and the pieces are combined in SQL with tsquery_and/tsquery_or/tsquery_not (the functions behind
-&&, || and !!).
+&&, || and !!). A `lang:` code reaches FTS5 only as hex digits and tsquery only as a checked lexeme.
 
 Snippets carry SNIPPET_START/SNIPPET_END around matches instead of markup, so whoever renders them escapes
 the text first and only then adds tags (see snippet_to_html).

@@ -62,7 +62,6 @@ def test_language_index_migration_keeps_and_indexes_existing_posts(engine: sa.En
             session.add(Post(source_id=source.id, external_id=f"p{n}", text=text, language=language,
                              published_at=at, fetched_at=at))  # fmt: skip
     upgrade(engine)
-    assert current_revision(engine) == "0004"
 
     def hits(query: str) -> list[str]:
         with session_scope(engine) as session:
@@ -78,4 +77,5 @@ def test_language_index_migration_keeps_and_indexes_existing_posts(engine: sa.En
         command.downgrade(cfg, "0003")
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM post")).scalar() == 3
+    assert len(hits("mobilisation")) == 2  # the downgrade rebuilt revision 0002's index
     upgrade(engine)

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session, func, select
 
-import storage.search as search_module
+import storage.search_postgres as postgres_search
+import storage.search_sqlite as sqlite_search
 from storage.db import session_scope
 from storage.models import Post, PostFrame, Source
 from storage.query import ParsedQuery, QueryError, Term, parse_query
@@ -437,7 +438,7 @@ def test_every_plan_gives_the_reference_answer(
     if not plan.startswith(engine.dialect.name[:6]):
         pytest.skip(f"{plan} is a plan of the other backend")
     for name, value in PLANS[plan].items():
-        monkeypatch.setattr(search_module, name, value)
+        monkeypatch.setattr(sqlite_search if plan.startswith("sqlite") else postgres_search, name, value)
     queries = [q for q in WORD_QUERIES + FILTER_QUERIES[::2] if q != "nothingmatcheshere"]
     check_all(engine, corpus, queries)
     for query in ("вагнер OR wagner", "source:baza -вагнер", "пригожин OR prigozhin since:2d"):

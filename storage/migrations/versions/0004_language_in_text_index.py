@@ -32,7 +32,7 @@ _DROP_FTS = [
 ]
 _TOKENIZE = "tokenize='unicode61 remove_diacritics 2'"
 # The language is indexed as one token that no word of a text can be: a marker and the code in hex
-# ('ru' -> fwlang7275; storage/search.py builds the same). The view gives FTS5 the same values when it
+# ('ru' -> fwlang7275; storage/search_sqlite.py builds the same). The view gives FTS5 the same values when it
 # rebuilds or reads content, the triggers when they write.
 # The DDL is spelled out, not generated: a migration is a record of what ran.
 SQLITE_UP = [
@@ -82,7 +82,7 @@ def _postgres_vector(expression: str) -> list[str]:
         "ALTER TABLE post DROP COLUMN IF EXISTS search_vector",
         f"ALTER TABLE post ADD COLUMN search_vector tsvector GENERATED ALWAYS AS ({expression}) STORED",
         "CREATE INDEX ix_post_search_vector ON post USING GIN (search_vector)",
-        # The rebuilt column has no statistics yet, and search plans by them (storage/search.py).
+        # The rebuilt column has no statistics yet, and search plans by them (storage/search_postgres.py).
         "ANALYZE post",
     ]
 

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from rich.console import Console
 from rich.progress import Progress
@@ -21,7 +22,7 @@ from ingest.fetch import build_fetcher
 from ingest.http import make_client
 from ingest.pipeline import Ingestor, NewPostsHook, PollReport
 from ingest.scheduler import add_ingest_job
-from storage.db import session_scope
+from storage.db import read_scope, session_scope
 from storage.sources import sync_sources
 
 log = logging.getLogger(__name__)
@@ -103,22 +104,22 @@ async def ingest_once(
     return reports
 
 
-def _not_polled(engine, names: Sequence[str], polled: set[str]) -> list[PollReport]:  # type: ignore[no-untyped-def]
+def _not_polled(engine: sa.Engine, names: Sequence[str], polled: set[str]) -> list[PollReport]:
     """A "skipped" row for every asked-for (or enabled) source that was not polled, saying why: another
     process holding its lease (a running `framewatch run`, or one killed less than a lease ago) or no
     such enabled source."""
     from storage.sources import list_sources
 
-    with session_scope(engine) as session:
-        by_name = {s.name: s for s in list_sources(session=session)}
-    wanted = list(names) or [n for n, s in by_name.items() if s.enabled]
+    with read_scope(engine) as session:  # a read: on SQLite it must not take the write lock
+        # Enabled sources and their lease ends, read before the read-only session rolls back.
+        leases = {s.name: s.lease_expires_at for s in list_sources(session=session) if s.enabled}
+    wanted = list(names) or list(leases)
     out = []
     for name in (n for n in wanted if n not in polled):
-        source = by_name.get(name)
-        if source is None or not source.enabled:
+        if name not in leases:
             out.append(PollReport(name, "skipped", error="no such enabled source"))
             continue
-        lease = source.lease_expires_at
+        lease = leases[name]
         until = f" (its lease ends {lease:%H:%M:%S} UTC)" if lease is not None else ""
         out.append(PollReport(name, "skipped", error=f"being polled by another process{until}"))
     return out

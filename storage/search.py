@@ -10,6 +10,7 @@ the text first and only then adds tags (see snippet_to_html).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 from collections.abc import Sequence
@@ -29,7 +30,6 @@ from storage.search_sql import (
     SOURCE,
     filter_conditions,
     ordered,
-    time_conditions,
 )
 from storage.search_sqlite import sqlite_ids, sqlite_snippets
 
@@ -121,11 +121,7 @@ def _any_post_in(parsed: ParsedQuery, source_ids: list[int], session: Session) -
     (A language that many posts have but none of the text matches, like an English word with
     `lang:ru`, is answered by the text index itself, which holds each post's language.)
     """
-    conditions = time_conditions(parsed)
-    if parsed.sources:
-        conditions.append(POST.c.source_id.in_(source_ids))
-    if parsed.languages:
-        conditions.append(POST.c.language.in_(parsed.languages))
+    conditions = filter_conditions(dataclasses.replace(parsed, frames=()), source_ids)
     return session.execute(sa.select(POST.c.id).where(*conditions).limit(1)).first() is not None
 
 

@@ -56,8 +56,12 @@ def _folded(token: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
 
+def _fts5_all(clauses: Sequence[Clause]) -> str:
+    return " AND ".join(_fts5_any(c.terms) for c in clauses)
+
+
 def _fts5_positive(clauses: Sequence[Clause]) -> str:
-    return _fts5_words(" AND ".join(_fts5_any(c.terms) for c in clauses), [t for c in clauses for t in c.terms])
+    return _fts5_words(_fts5_all(clauses), [t for c in clauses for t in c.terms])
 
 
 def _fts5_language(language: str) -> str:
@@ -69,7 +73,7 @@ def _fts5_language(language: str) -> str:
 def _fts5_expression(parsed: ParsedQuery, *, with_languages: bool) -> str:
     """The words and exclusions as one MATCH, and the `lang:` filter too if asked (the SQL filter on
     post.language still decides; the index folds case)."""
-    words = " AND ".join(_fts5_any(c.terms) for c in parsed.clauses)
+    words = _fts5_all(parsed.clauses)
     if parsed.excluded:
         words += " NOT " + _fts5_any(parsed.excluded)
     expression = _fts5_words(words, [*(t for c in parsed.clauses for t in c.terms), *parsed.excluded])

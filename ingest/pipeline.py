@@ -265,6 +265,12 @@ class Ingestor:
             reason = str(exc.orig or exc).strip().splitlines()
             log.warning("cannot claim due sources, database unavailable: %s", reason[0] if reason else "?")
             return 0
+        except asyncio.CancelledError:
+            # APScheduler cancels a running job when it shuts down. The job is the whole task, so ending it
+            # here is the cancellation, without a "raised an exception" traceback; leases this claim may
+            # still take in its thread lapse on their own, like a killed worker's.
+            log.info("tick cancelled by scheduler shutdown while claiming sources")
+            return 0
         for state in states:
             task = asyncio.create_task(self.poll(state), name=f"poll:{state.name}")
             task.add_done_callback(_log_task_failure)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlmodel import Session, select
@@ -192,3 +194,35 @@ def test_classification_runs_outside_the_write_transaction(
     with Session(sqlite_engine) as session:
         posts = session.exec(select(Post)).all()
         assert posts and all(p.classified_version == "probe" for p in posts)
+
+
+class _SlowClaimIngestor(Ingestor):
+    """Claims in its worker thread as usual, only slowly, so shutdown lands inside a tick's claim."""
+
+    def _claim_due(self, now, limit):  # type: ignore[no-untyped-def]
+        time.sleep(0.6)
+        return super()._claim_due(now, limit)
+
+
+def test_shutdown_during_a_tick_is_quiet(
+    sqlite_engine: sa.Engine, local_server: LocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """APScheduler cancels a running job when it shuts down; a tick caught mid-claim must end quietly
+    (no "Job raised an exception" traceback in the service log), as a worker stopping does every day."""
+    settings = IngestSettings(tick="0.2s", timeout="5s")
+    with session_scope(sqlite_engine) as session:
+        sync_sources(
+            _sources(local_server, 1), session=session, now=datetime.now(UTC), default_interval=timedelta(seconds=1)
+        )
+
+    async def main() -> None:
+        async with make_client(settings) as client:
+            ingestor = _SlowClaimIngestor(engine=sqlite_engine, settings=settings, client=client, fetch=fetch_source)
+            await _run_for(ingestor, settings, 0.5)  # the first tick is still claiming
+            await asyncio.sleep(0.8)  # its thread finishes meanwhile
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(main())
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+    assert any("shutdown" in r.getMessage() for r in caplog.records if r.name == "ingest.pipeline")

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction import FeatureHasher
+from sklearn.utils import murmurhash3_32
 from sklearn.utils.validation import check_is_fitted
 
 from classifiers.keywords import CueMatcher
@@ -28,10 +29,21 @@ WORD_SPACE = 2**20
 UNIGRAM_OFFSET = CHAR_SPACE
 PHRASE_OFFSET = CHAR_SPACE + WORD_SPACE
 TOTAL_SPACE = CHAR_SPACE + 2 * WORD_SPACE
-# Tokens (and word n-grams) whose hashed columns are remembered between calls: posts reuse most of their
-# words. A full cache starts over. 60k tokens hold ~15 MiB and 60k phrases ~8 MiB; the earlier 300k
-# would have grown a long-running process by ~160 MiB on a news vocabulary, for ~4% more speed.
+# Tokens whose hashed columns are remembered between calls: posts reuse most of their words. A full
+# cache starts over. 60k tokens hold ~15 MiB; the earlier 300k would have grown a long-running process
+# by ~160 MiB on a news vocabulary, for ~4% more speed. Word n-grams are not cached: most of a post's
+# bigrams are new (98k distinct in 321k on the benchmark posts), so a cache only churned.
 _CACHE_LIMIT = 60_000
+_INT32_MIN = -(2**31)
+
+
+def hashed_columns(strings: Sequence[str], space: int) -> np.ndarray:
+    """FeatureHasher's column for each string (alternate_sign=False), without building its matrix.
+
+    Same murmurhash3 of the UTF-8 bytes and the same |h| mod space as sklearn's hasher, so models
+    trained before this shortcut keep their columns; a test checks the two agree."""
+    h = np.fromiter((murmurhash3_32(s, 0) for s in strings), dtype=np.int64, count=len(strings))
+    return np.where(h == _INT32_MIN, 2**31 - 1, np.abs(h)) % space
 
 
 def _char_ngrams(token: str, lo: int, hi: int) -> list[str]:
@@ -65,7 +77,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
     def __getstate__(self) -> dict[str, object]:
         state = super().__getstate__()
-        for key in ("_lut", "_matcher", "_hashers", "_cache", "_cache_range", "_phrase_cache"):
+        for key in ("_lut", "_matcher", "_hashers", "_cache", "_cache_range"):
             state.pop(key, None)
         return state
 
@@ -121,18 +133,6 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
                 cache[tok] = np.append(cols, np.int32(UNIGRAM_OFFSET) + unigram[r])
         return cache
 
-    def _phrase_columns(self, grams: Sequence[str]) -> np.ndarray:
-        """Hashed columns of word n-grams of length ≥ 2, cached like token columns."""
-        cache = getattr(self, "_phrase_cache", None)
-        if cache is None or len(cache) > _CACHE_LIMIT:
-            cache = self._phrase_cache = {}
-        missing = [g for g in dict.fromkeys(grams) if g not in cache]
-        if missing:
-            word_hasher, _ = self._get_hashers()
-            hashed = word_hasher.transform([[g] for g in missing]).indices
-            cache.update(zip(missing, (PHRASE_OFFSET + hashed).tolist(), strict=True))
-        return np.fromiter((cache[g] for g in grams), dtype=np.int64, count=len(grams))
-
     def entries(self, docs: Sequence[list[str]], *, compact: bool = True) -> Entries:
         """Every feature occurrence of a batch of token lists, with the word that produced it.
 
@@ -142,7 +142,9 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         gives the raw counts, which is how `transform` builds its matrix, so explanations
         (classifiers/explain.py) see exactly the features the prediction used.
         """
-        orders = [list(dict.fromkeys(toks)) for toks in docs]
+        # Counter keeps first-seen order, so its keys are the document's distinct words in order.
+        counted = [Counter(toks) for toks in docs]
+        orders = [list(c) for c in counted]
         cache = self._token_columns({t: None for order in orders for t in order})
         lo_w, hi_w = self.word_ngram_range
         drop_unigram = not (lo_w <= 1 <= hi_w)
@@ -150,22 +152,25 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         arrays: list[np.ndarray] = []
         repeats: list[int] = []
         tok_rows: list[np.ndarray] = []
-        for d, (toks, order) in enumerate(zip(docs, orders, strict=True)):
-            counts = Counter(toks)
-            row_of = {tok: bases[d] + r for r, tok in enumerate(order)}
-            for tok in order:
-                arrays.append(cache[tok][:-1] if drop_unigram else cache[tok])
-                repeats.append(counts[tok])
-            tok_rows.append(np.fromiter((row_of[t] for t in toks), dtype=np.int64, count=len(toks)))
-        sizes = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
+        base = 0
+        for toks, order, counts in zip(docs, orders, counted, strict=True):
+            row_of = {tok: base + r for r, tok in enumerate(order)}
+            base += len(order)
+            if drop_unigram:
+                arrays.extend(cache[tok][:-1] for tok in order)
+            else:
+                arrays.extend(cache[tok] for tok in order)
+            repeats.extend(counts.values())
+            tok_rows.append(np.fromiter(map(row_of.get, toks), dtype=np.int64, count=len(toks)))
+        sizes = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
         rows = [np.repeat(np.arange(len(arrays)), sizes)]
         cols = [np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)]
         vals = [np.repeat(np.asarray(repeats, dtype=np.float64), sizes)]
         for n in range(max(lo_w, 2), hi_w + 1):
-            grams = [" ".join(toks[i : i + n]) for toks in docs for i in range(len(toks) - n + 1)]
+            grams = [" ".join(g) for toks in docs for g in zip(*(toks[j:] for j in range(n)), strict=False)]
             if not grams:
                 continue
-            gram_cols = self._phrase_columns(grams)
+            gram_cols = PHRASE_OFFSET + hashed_columns(grams, WORD_SPACE)
             for j in range(n):
                 rows.append(np.concatenate([tr[j : len(tr) - n + 1 + j] for tr in tok_rows if len(tr) >= n]))
                 cols.append(gram_cols)
@@ -205,7 +210,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         x = counts[:, :words_end].astype(np.float64)
         if self.sublinear_tf:
             np.log1p(x.data, out=x.data)
-        x = x @ sp.diags(self.idf_)
+        x.data *= self.idf_[x.indices]  # × IDF per column, in place: a product with diag(idf) unsorts indices
         blocks = [
             _l2_rows(x[:, : self.n_char_columns_]) * self.char_weight,
             _l2_rows(x[:, self.n_char_columns_ :]),
@@ -297,9 +302,14 @@ def analyse(texts: Sequence[str]) -> list[Analysed]:
 
 
 def _l2_rows(x: sp.csr_matrix) -> sp.csr_matrix:
-    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    """Rows scaled to unit length in place (a product with a diagonal matrix would unsort the indices
+    and cost a sort afterwards)."""
+    per_row = np.diff(x.indptr)
+    rows = np.repeat(np.arange(x.shape[0]), per_row)
+    norms = np.sqrt(np.bincount(rows, weights=x.data * x.data, minlength=x.shape[0]))
     norms[norms == 0] = 1.0
-    return sp.diags(1.0 / norms) @ x
+    x.data /= np.repeat(norms, per_row)
+    return x
 
 
 def _as_texts(X: object) -> list[str]:

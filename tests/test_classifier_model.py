@@ -209,3 +209,32 @@ def _assert_surfaces_follow_the_tokeniser(cleaned: str, toks: list[str]) -> None
         # Past the tokeniser's spans (case folding split a letter in two), the token itself is quoted.
         expected = cleaned[slice(*spans[first])] if first < len(spans) else tok
         assert words[i] == expected, (tok, cleaned[:80])
+
+
+def test_hashed_columns_agree_with_sklearns_feature_hasher() -> None:
+    # The featurizer hashes word n-grams itself (faster than building FeatureHasher's matrix); models
+    # trained with either must see the same columns.
+    from sklearn.feature_extraction import FeatureHasher
+
+    from classifiers.features import WORD_SPACE, hashed_columns
+
+    rng = np.random.default_rng(7)
+    alphabet = list("abcxyz абвгдеёжзюя іїєґ'’-0123456789⚡️🇺🇦") + ["", "\u200b"]
+    strings = ["", " ", "war", "військові дії", "шойгу герасимов"]
+    strings += ["".join(rng.choice(alphabet, size=rng.integers(1, 30))) for _ in range(3000)]
+    hasher = FeatureHasher(WORD_SPACE, input_type="string", alternate_sign=False)
+    expected = hasher.transform([[s] for s in strings]).indices
+    assert np.array_equal(hashed_columns(strings, WORD_SPACE), expected)
+
+
+def test_l2_rows_normalises_in_place_and_leaves_empty_rows_empty() -> None:
+    import scipy.sparse as sp
+    from sklearn.preprocessing import normalize
+
+    from classifiers.features import _l2_rows
+
+    x = sp.random(40, 300, density=0.05, format="csr", random_state=3)
+    x = sp.vstack([x, sp.csr_matrix((3, 300)), x[:5]], format="csr")  # empty rows in the middle
+    expected = normalize(x, norm="l2")
+    got = _l2_rows(x.copy())
+    assert got.has_sorted_indices and np.allclose(got.toarray(), expected.toarray(), rtol=0, atol=1e-15)

@@ -219,7 +219,7 @@ def test_hashed_columns_agree_with_sklearns_feature_hasher() -> None:
     from classifiers.features import WORD_SPACE, hashed_columns
 
     rng = np.random.default_rng(7)
-    alphabet = list("abcxyz абвгдеёжзюя іїєґ'’-0123456789⚡️🇺🇦") + ["", "\u200b"]
+    alphabet = [*"abcxyz абвгдеёжзюя іїєґ'’-0123456789⚡️🇺🇦", "", "\u200b"]
     strings = ["", " ", "war", "військові дії", "шойгу герасимов"]
     strings += ["".join(rng.choice(alphabet, size=rng.integers(1, 30))) for _ in range(3000)]
     hasher = FeatureHasher(WORD_SPACE, input_type="string", alternate_sign=False)

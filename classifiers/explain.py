@@ -1,9 +1,9 @@
 """Explanations: which words of a text pushed a frame's score up, as feature value × weight.
 
-Features are hashed, so strings are recovered by re-hashing the text's own n-grams (through the same
-caches the featurizer uses). Each feature's contribution x_j·w_j is shared among the words that
-produced it, in proportion to how often each did: char n-grams and unigrams belong to one word, a
-word n-gram is split evenly over its words, a cue over the words it spans. The shares of all words
+Features are hashed, so strings are recovered by re-hashing the text's own n-grams (through the
+featurizer's own token cache and phrase hashing). Each feature's contribution x_j·w_j is shared among
+the words that produced it, in proportion to how often each did: char n-grams and unigrams belong to
+one word, a word n-gram is split evenly over its words, a cue over the words it spans. The shares of all words
 add up to the linear score x·w, so nothing is explained twice or hidden.
 """
 

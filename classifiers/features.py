@@ -38,7 +38,8 @@ _INT32_MIN = -(2**31)
 
 
 def hashed_columns(strings: Sequence[str], space: int) -> np.ndarray:
-    """FeatureHasher's column for each string (alternate_sign=False), without building its matrix.
+    """FeatureHasher's column for each string (alternate_sign=False), without building its matrix:
+    one column per word or word n-gram.
 
     Same murmurhash3 of the UTF-8 bytes and the same |h| mod space as sklearn's hasher, so models
     trained before this shortcut keep their columns; a test checks the two agree."""
@@ -77,19 +78,15 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
     def __getstate__(self) -> dict[str, object]:
         state = super().__getstate__()
-        for key in ("_lut", "_matcher", "_hashers", "_cache", "_cache_range"):
+        for key in ("_lut", "_matcher", "_char_hasher", "_cache", "_cache_range"):
             state.pop(key, None)
         return state
 
-    def _get_hashers(self) -> tuple[FeatureHasher, FeatureHasher]:
-        hashers = getattr(self, "_hashers", None)
-        if hashers is None:
-            hashers = (
-                FeatureHasher(WORD_SPACE, input_type="string", alternate_sign=False),
-                FeatureHasher(CHAR_SPACE, input_type="string", alternate_sign=False),
-            )
-            self._hashers = hashers
-        return hashers
+    def _get_char_hasher(self) -> FeatureHasher:
+        hasher = getattr(self, "_char_hasher", None)
+        if hasher is None:
+            hasher = self._char_hasher = FeatureHasher(CHAR_SPACE, input_type="string", alternate_sign=False)
+        return hasher
 
     def get_matcher(self) -> CueMatcher | None:
         if not self.cue_lexicon:
@@ -121,9 +118,8 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
             self._cache_range = (lo, hi)
         missing = [tok for tok in vocab if tok not in cache]
         if missing:
-            word_hasher, char_hasher = self._get_hashers()
-            unigram = word_hasher.transform([[tok] for tok in missing]).indices.astype(np.int32)
-            chars = char_hasher.transform([_char_ngrams(tok, lo, hi) for tok in missing])
+            unigram = hashed_columns(missing, WORD_SPACE).astype(np.int32)
+            chars = self._get_char_hasher().transform([_char_ngrams(tok, lo, hi) for tok in missing])
             for r, tok in enumerate(missing):
                 start, end = chars.indptr[r], chars.indptr[r + 1]
                 cols = chars.indices[start:end].astype(np.int32)  # TOTAL_SPACE < 2**31; half of int64

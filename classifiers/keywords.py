@@ -19,8 +19,6 @@ _MEMO_LIMIT = 300_000
 
 # (frame index, cue as a tuple of normalised stems)
 _Cue = tuple[int, tuple[str, ...]]
-# What most words resolve to; one shared object, so the scan can skip them with an identity test.
-_NO_HIT: tuple[tuple[int, ...], tuple[_Cue, ...]] = ((), ())
 
 
 def taxonomy_lexicon(taxonomy: Taxonomy) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -69,7 +67,7 @@ class CueMatcher:
                     single[k] = None
                 else:
                     multi.append((k, stems))
-            hit = (tuple(single), tuple(multi)) if single or multi else _NO_HIT
+            hit = (tuple(single), tuple(multi))
             if len(self._memo) > _MEMO_LIMIT:
                 self._memo.clear()
             self._memo[tok] = hit
@@ -79,12 +77,8 @@ class CueMatcher:
         """(frame index, first token, number of tokens) for every cue hit, at most one per frame and start."""
         hits: list[tuple[int, int, int]] = []
         n = len(toks)
-        memo = self._memo
         for i, tok in enumerate(toks):
-            hit = memo.get(tok) or self._resolve(tok)
-            if hit is _NO_HIT:
-                continue
-            single, multi = hit
+            single, multi = self._resolve(tok)
             seen = set(single)
             hits.extend((k, i, 1) for k in single)
             for k, stems in multi:
@@ -98,12 +92,10 @@ class CueMatcher:
     def counts(self, toks: Sequence[str]) -> np.ndarray:
         out = np.zeros(len(self.lexicon), dtype=np.float64)
         n = len(toks)
-        memo = self._memo
         for i, tok in enumerate(toks):
-            hit = memo.get(tok) or self._resolve(tok)
-            if hit is _NO_HIT:
+            single, multi = self._resolve(tok)
+            if not single and not multi:
                 continue
-            single, multi = hit
             for k in single:
                 out[k] += 1
             for k, stems in multi:

@@ -40,6 +40,13 @@ def _sources(server: LocalServer, fast: int) -> list[SourceSettings]:
     return specs
 
 
+def _register(engine: sa.Engine, server: LocalServer, fast: int) -> None:
+    with session_scope(engine) as session:
+        sync_sources(
+            _sources(server, fast), session=session, now=datetime.now(UTC), default_interval=timedelta(seconds=1)
+        )
+
+
 async def _run_for(ingestor: Ingestor, settings: IngestSettings, seconds: float) -> None:
     scheduler = AsyncIOScheduler(timezone=UTC)
     add_ingest_job(scheduler, ingestor, settings)
@@ -58,10 +65,7 @@ def test_slow_and_failing_sources_do_not_delay_others(sqlite_engine: sa.Engine, 
     for i in range(3):
         local_server.route(f"/fast{i}.xml", Reply(body, content_type=RSS))
     settings = IngestSettings(tick="0.2s", timeout="6s", per_host_concurrency=8, concurrency=8)
-    with session_scope(sqlite_engine) as session:
-        sync_sources(
-            _sources(local_server, 3), session=session, now=datetime.now(UTC), default_interval=timedelta(seconds=1)
-        )
+    _register(sqlite_engine, local_server, 3)
 
     async def main() -> None:
         async with make_client(settings) as client:
@@ -210,10 +214,7 @@ def test_shutdown_during_a_tick_is_quiet(
     """APScheduler cancels a running job when it shuts down; a tick caught mid-claim must end quietly
     (no "Job raised an exception" traceback in the service log), as a worker stopping does every day."""
     settings = IngestSettings(tick="0.2s", timeout="5s")
-    with session_scope(sqlite_engine) as session:
-        sync_sources(
-            _sources(local_server, 1), session=session, now=datetime.now(UTC), default_interval=timedelta(seconds=1)
-        )
+    _register(sqlite_engine, local_server, 1)
 
     async def main() -> None:
         async with make_client(settings) as client:

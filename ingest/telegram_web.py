@@ -34,6 +34,10 @@ from ingest.types import FetchResult, FetchStatus, RawPost
 
 HTML_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 NO_PREVIEW = "channel has no public web preview"
+# A t.me page (about 60 KB) parses in about a millisecond: less than handing it to a worker thread and
+# back, which also makes the event loop wait for the GIL behind the parse. Bigger bodies (hostile or odd
+# pages) go to a thread, so the loop, which the bot shares, never stalls for long.
+INLINE_PARSE_BYTES = 256 * 1024
 
 # Media flag → the classes t.me uses for it (the first match inside a message sets the flag).
 MEDIA_SELECTORS: tuple[tuple[str, str], ...] = (
@@ -322,6 +326,12 @@ def channel_url(base: str, channel: str, before: int | None = None) -> str:
     return f"{url}?before={before}" if before is not None else url
 
 
+async def _parse(body: bytes, *, channel: str, language: str | None) -> ChannelPage:
+    if len(body) <= INLINE_PARSE_BYTES:
+        return parse_channel_page(body, channel=channel, language=language)
+    return await asyncio.to_thread(parse_channel_page, body, channel=channel, language=language)
+
+
 def _lost_preview(response: HttpResponse, base: str) -> bool:
     """Redirected off the preview: t.me/s/<name> → t.me/<name> means the channel has no public preview."""
     if not response.redirects:
@@ -360,7 +370,7 @@ async def fetch_channel(
             response = await fetch_url(client, url, limits=limits, accept=HTML_ACCEPT, now=now)
             if _lost_preview(response, base):
                 raise FetchError(NO_PREVIEW, permanent=True, status=response.status, url=url)
-            page = await asyncio.to_thread(parse_channel_page, response.body, channel=channel, language=language)
+            page = await _parse(response.body, channel=channel, language=language)
             if page.error:
                 raise FetchError(page.error, status=response.status, url=url)
         except FetchError as exc:

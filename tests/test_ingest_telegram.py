@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from framewatch.config import IngestSettings
 from framewatch.localserver import LocalServer, Reply
+from ingest import telegram_web
 from ingest.http import make_client
 from ingest.telegram_web import NO_PREVIEW, channel_url, fetch_channel, parse_channel_page
 from ingest.types import FetchStatus, RawPost
@@ -266,6 +268,28 @@ async def test_first_poll_backfills_through_data_before(local_server: LocalServe
     ]
     assert (result.cursor, result.pages) == ("1206", 2)
     assert [r.target for r in local_server.requests()] == ["/s/vesti_kraya", "/s/vesti_kraya?before=1201"]
+
+
+@pytest.mark.parametrize("inline_limit", [telegram_web.INLINE_PARSE_BYTES, 0])
+async def test_small_pages_parse_on_the_loop_large_ones_in_a_thread(
+    local_server: LocalServer, client, monkeypatch: pytest.MonkeyPatch, inline_limit: int
+) -> None:
+    parsed_in: list[int] = []
+    real_parse = telegram_web.parse_channel_page
+
+    def recording_parse(*args, **kwargs):  # the real parser, noting which thread ran it
+        parsed_in.append(threading.get_ident())
+        return real_parse(*args, **kwargs)
+
+    monkeypatch.setattr(telegram_web, "parse_channel_page", recording_parse)
+    monkeypatch.setattr(telegram_web, "INLINE_PARSE_BYTES", inline_limit)
+    base = _serve_channel(local_server)
+    result = await fetch_channel(
+        client, base=base, channel="vesti_kraya", since_id=None, backfill_pages=5, settings=SETTINGS
+    )
+    assert (result.status, result.pages, len(result.posts)) == (FetchStatus.OK, 2, 8)
+    on_loop = [ident == threading.get_ident() for ident in parsed_in]
+    assert on_loop == ([True, True] if inline_limit else [False, False])
 
 
 async def test_backfill_respects_the_page_limit(local_server: LocalServer, client) -> None:

@@ -19,23 +19,25 @@ from classifiers.features import Entries, TextFeaturizer
 from classifiers.text import JOINERS, fold, word_spans
 
 
-def _shares(doc: np.ndarray, col: np.ndarray, val: np.ndarray, x: sp.csr_matrix) -> np.ndarray:
-    """Each feature occurrence's part of its document's feature value: val × x_dj / count_dj.
+def _doc_shares(
+    cols: np.ndarray, vals: np.ndarray, x_cols: np.ndarray, x_vals: np.ndarray, table: np.ndarray
+) -> np.ndarray:
+    """Each feature occurrence of one document's part of that document's feature value: val × x_j / count_j.
 
-    `doc` is each occurrence's row in `x`. Occurrences are matched to their stored value in `x` by
-    position (one searchsorted, no sort of the occurrences), and count_dj is the sum of the
-    occurrences matched to the same position.
+    `x_cols`/`x_vals` are the document's row of the feature matrix; `table` is scratch space with one
+    slot per column, so occurrences find their stored value by direct lookup instead of a binary search
+    over the whole batch (slots of other documents' columns are stale; the check below catches them).
     """
-    width = x.shape[1]
-    x_keys = np.repeat(np.arange(x.shape[0], dtype=np.int64), np.diff(x.indptr)) * width + x.indices
-    if not x_keys.size:
-        return np.zeros_like(val)
-    keys = doc * width + col
-    pos = np.minimum(np.searchsorted(x_keys, keys), x_keys.size - 1)
-    present = x_keys[pos] == keys
-    counts = np.bincount(pos[present], weights=val[present], minlength=x_keys.size)
-    safe = np.where(present, counts[pos], 1.0)
-    return np.where(present, val * x.data[pos] / safe, 0.0)
+    if not x_cols.size:
+        return np.zeros_like(vals)
+    table[x_cols] = np.arange(x_cols.size)
+    pos = np.minimum(table[cols], x_cols.size - 1)
+    present = x_cols[pos] == cols
+    if present.all():  # always, when the row came from these occurrences
+        counts = np.bincount(pos, weights=vals, minlength=x_cols.size)
+        return vals * x_vals[pos] / counts[pos]
+    counts = np.bincount(pos[present], weights=vals[present], minlength=x_cols.size)
+    return np.where(present, vals * x_vals[pos] / np.where(present, counts[pos], 1.0), 0.0)
 
 
 def _surfaces(cleaned: str, toks: list[str], order: list[str]) -> list[str]:
@@ -107,7 +109,8 @@ def attribute(
     """
     e = featurizer.entries([toks])
     order = e.orders[0]
-    share = _shares(np.zeros(e.row.size, dtype=np.int64), e.col, e.val, sp.csr_matrix(x))
+    row = sp.csr_matrix(x)
+    share = _doc_shares(e.col, e.val, row.indices, row.data, np.zeros(row.shape[1], dtype=np.int64))
     out = np.zeros((len(order), len(weights)))
     for k, w in enumerate(weights):
         out[:, k] = np.bincount(e.row, weights=share * w[e.col], minlength=len(order))
@@ -124,31 +127,39 @@ def explain_batch(
 ) -> list[dict[int, tuple[str, ...]]]:
     """Top words for the (text, frame) pairs marked in `wanted` (n_texts × n_frames booleans).
 
-    `e` and `x` are the batch's entries and feature matrix as the prediction computed them; one
-    vectorised pass explains the whole batch (per-text numpy calls would cost more than predicting).
+    `e` and `x` are the batch's entries and feature matrix as the prediction computed them. The
+    explained documents' occurrences are grouped by document once (a stable sort of small integers),
+    then each document is explained on its own slice: per-frame passes over the whole batch's
+    occurrences cost more than predicting when most posts carry one frame or none (2026-12-03: 26%
+    less explanation time on a news mix, 48% when every post is tagged).
     """
     n_docs = len(e.orders)
-    doc_of_row = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(e.bases))
-    entry_doc = doc_of_row[e.row]
-    explained = wanted.any(axis=1)
-    needed = explained[entry_doc]
-    row, col, val = e.row[needed], e.col[needed], e.val[needed]
-    entry_doc = entry_doc[needed]
-    # Only the explained documents' rows of x: most posts of a news stream get no frame, and matching
-    # occurrences against the whole batch's matrix cost most of the explanation time.
-    kept = np.flatnonzero(explained)
-    row_in_x = np.cumsum(explained) - 1
-    share = _shares(row_in_x[entry_doc], col, val, sp.csr_matrix(x)[kept])
     out: list[dict[int, tuple[str, ...]]] = [{} for _ in range(n_docs)]
-    surfaces: dict[int, _Surfaces] = {}
-    for k in np.flatnonzero(wanted.any(axis=0)):
-        mask = wanted[entry_doc, k]
-        scores = np.bincount(row[mask], weights=share[mask] * weights[k][col[mask]], minlength=int(e.bases[-1]))
-        for d in np.flatnonzero(wanted[:, k]):
-            best = top_indices(scores[e.bases[d] : e.bases[d + 1]], top)
-            if d not in surfaces:
-                surfaces[d] = _Surfaces(*analysed[d], e.orders[d])
-            out[d][int(k)] = tuple(surfaces[d][i] for i in best)
+    explained = wanted.any(axis=1)
+    if not explained.any():
+        return out
+    doc_of_row = np.repeat(np.arange(n_docs, dtype=np.int16 if n_docs < 2**15 else np.int64), np.diff(e.bases))
+    entry_doc = doc_of_row[e.row]
+    needed = np.flatnonzero(explained[entry_doc])
+    docs = entry_doc[needed]
+    by_doc = np.argsort(docs, kind="stable")
+    needed = needed[by_doc]
+    row, col, val = e.row[needed], e.col[needed], e.val[needed]
+    bounds = np.searchsorted(docs[by_doc], np.arange(n_docs + 1)).tolist()
+    x = sp.csr_matrix(x)
+    indptr, bases = x.indptr.tolist(), e.bases.tolist()
+    table = np.zeros(x.shape[1], dtype=np.int64)
+    for d in np.flatnonzero(explained).tolist():
+        lo, hi = bounds[d], bounds[d + 1]
+        cols, a, b = col[lo:hi], indptr[d], indptr[d + 1]
+        share = _doc_shares(cols, val[lo:hi], x.indices[a:b], x.data[a:b], table)
+        rows = row[lo:hi] - bases[d]
+        words: _Surfaces | None = None
+        for k in np.flatnonzero(wanted[d]).tolist():
+            scores = np.bincount(rows, weights=share * weights[k][cols], minlength=bases[d + 1] - bases[d])
+            if words is None:
+                words = _Surfaces(*analysed[d], e.orders[d])
+            out[d][k] = tuple(words[i] for i in top_indices(scores, top))
     return out
 
 

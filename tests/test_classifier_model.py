@@ -131,6 +131,27 @@ def test_explanation_contributions_add_up_to_the_linear_score(model: FrameClassi
     )
 
 
+def test_batch_explanations_rank_words_as_the_exact_attribution_does(
+    model: FrameClassifier, data: tuple[list[Example], list[Example]]
+) -> None:
+    """The batch path (each document's slice, one lookup table reused across documents) against the
+    one-text attribution whose contributions add up to the linear score (the test above)."""
+    _, dev = data
+    texts = [e.text for e in dev[:80]]
+    analysed = analyse(texts)
+    e = model.entries(analysed)
+    weights = [model.frame_weights(k) for k in range(len(TAXONOMY.ids))]
+    wanted = np.ones((len(texts), len(weights)), dtype=bool)
+    wanted[::3] = False  # documents left unexplained in between
+    wanted[1::3, ::2] = False
+    batch = model.evidence_batch(analysed, e, model.transform_entries(e), wanted, 5)
+    for i, (cleaned, toks) in enumerate(analysed):
+        x = model.transform_texts([texts[i]])
+        words, contribution = attribute(model.featurizer_, cleaned, toks, x, weights)
+        for k in range(len(weights)):
+            assert batch[i].get(k) == (top_words(words, contribution[:, k], 5) if wanted[i, k] else None), (i, k)
+
+
 def test_tune_threshold_finds_the_separating_cut() -> None:
     scores = np.array([0.1, 0.2, 0.3, 0.55, 0.7, 0.9])
     truth = np.array([0, 0, 0, 1, 1, 1])

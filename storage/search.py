@@ -23,11 +23,11 @@ from sqlmodel import Session
 from storage.query import ParsedQuery, QueryError, Term, parse_query
 from storage.search_postgres import postgres_ids, postgres_newest, postgres_snippets
 from storage.search_sql import (
-    FRAME,
     POST,
     SNIPPET_END,
     SNIPPET_START,
     SOURCE,
+    driver_rows,
     filter_conditions,
     ordered,
 )
@@ -193,10 +193,7 @@ def _page(
         else:
             snippets = postgres_snippets(parsed, ids, session)
     frames = _frames(ids, session)
-    url = sa.func.coalesce(POST.c.canonical_url, POST.c.url)
-    columns = (POST.c.id, SOURCE.c.name, POST.c.title, POST.c.text, url, POST.c.published_at, POST.c.language)
-    stmt = sa.select(*columns).join(SOURCE, SOURCE.c.id == POST.c.source_id).where(POST.c.id.in_(ids))
-    rows = {row[0]: row for row in session.execute(stmt)}
+    rows = {row[0]: row for row in _hit_rows(ids, session)}
     hits = []
     for post_id in ids:
         if post_id not in rows:  # deleted since the ids were read
@@ -212,10 +209,29 @@ def _page(
     )
 
 
+def _hit_rows(ids: list[int], session: Session) -> list[tuple[object, ...]]:
+    if not ids:
+        return []
+    sql = (
+        "SELECT post.id, source.name, post.title, post.text, coalesce(post.canonical_url, post.url), "
+        "post.published_at, post.language FROM post JOIN source ON source.id = post.source_id "
+        "WHERE post.id IN (?*)"
+    )
+    rows = driver_rows(session, sql, in_list=ids)
+    # The driver's value, read back as the column type reads it (aware UTC on both backends).
+    dialect = session.get_bind().dialect
+    read_time = POST.c.published_at.type.dialect_impl(dialect).result_processor(dialect, None)
+    if read_time is None:
+        return rows
+    return [(*row[:5], read_time(row[5]), row[6]) for row in rows]
+
+
 def _frames(ids: list[int], session: Session) -> dict[int, tuple[str, ...]]:
     out: dict[int, tuple[str, ...]] = {}
-    stmt = sa.select(FRAME.c.post_id, FRAME.c.frame_id).where(FRAME.c.post_id.in_(ids))
-    for post_id, frame_id in session.execute(stmt.order_by(FRAME.c.score.desc(), FRAME.c.frame_id)):
+    if not ids:
+        return out
+    sql = "SELECT post_id, frame_id FROM postframe WHERE post_id IN (?*) ORDER BY score DESC, frame_id"
+    for post_id, frame_id in driver_rows(session, sql, in_list=ids):
         out[post_id] = (*out.get(post_id, ()), frame_id)
     return out
 

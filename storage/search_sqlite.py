@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from storage.query import Clause, ParsedQuery, Term
-from storage.search_sql import POST, SNIPPET_END, SNIPPET_START, SNIPPET_TOKENS, ordered
+from storage.search_sql import POST, SNIPPET_END, SNIPPET_START, SNIPPET_TOKENS, driver_rows, ordered
 
 # SQLite plan costs (µs per row), measured with bench/search.py on 1M posts; see sqlite_ids.
 _SORT_COST = 1.5  # per match: fetch its post row and sort it
@@ -84,8 +84,8 @@ def _fts5_expression(parsed: ParsedQuery, *, with_languages: bool) -> str:
 
 def _fts5_count(expression: str, cap: int, session: Session) -> int:
     """How many posts match, counting no further than `cap` (FTS5 alone, in C)."""
-    capped = sa.select(_FTS.c.rowid).where(_fts5_match(expression)).limit(cap).subquery()
-    return session.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one()
+    sql = "SELECT count(*) FROM (SELECT rowid FROM post_fts WHERE post_fts MATCH ? LIMIT ?)"
+    return int(driver_rows(session, sql, (expression, cap))[0][0])
 
 
 def _fts5_match(expression: str) -> sa.ColumnElement[bool]:
@@ -108,7 +108,7 @@ def sqlite_ids(
             conditions.append(sa.not_(_fts5_probe(_fts5_words(_fts5_any(parsed.excluded), parsed.excluded))))
     else:
         expression = _fts5_expression(parsed, with_languages=False)
-        posts = session.execute(sa.select(sa.func.max(POST.c.id))).scalar_one() or 0
+        posts = driver_rows(session, "SELECT max(id) FROM post")[0][0] or 0
         terms = sum(len(c.terms) for c in parsed.clauses) + len(parsed.excluded)
         probe_cost = _PROBE_COST if terms == 1 else _PROBE_COST_MULTI
         # Beyond this many matches, probing beats building the set (equal cost: set·M = probe·walk).
@@ -148,10 +148,10 @@ def _fts5_probe(expression: str) -> sa.ColumnElement[bool]:
 
 
 def sqlite_snippets(parsed: ParsedQuery, ids: list[int], session: Session) -> dict[int, tuple[str, str]]:
-    def snippet(column: int) -> sa.ColumnElement[str]:
-        return sa.func.snippet(_FTS_TABLE, column, SNIPPET_START, SNIPPET_END, "…", SNIPPET_TOKENS)
-
-    stmt = sa.select(_FTS.c.rowid, snippet(1), snippet(0)).where(
-        _fts5_match(_fts5_positive(parsed.clauses)), _FTS.c.rowid.in_(ids)
+    marked = (SNIPPET_START, SNIPPET_END, "…", SNIPPET_TOKENS)
+    sql = (
+        "SELECT rowid, snippet(post_fts, 1, ?, ?, ?, ?), snippet(post_fts, 0, ?, ?, ?, ?) FROM post_fts "
+        "WHERE post_fts MATCH ? AND rowid IN (?*)"
     )
-    return {rowid: (text, title) for rowid, text, title in session.execute(stmt)}
+    rows = driver_rows(session, sql, (*marked, *marked, _fts5_positive(parsed.clauses)), in_list=ids)
+    return {rowid: (text, title) for rowid, text, title in rows}

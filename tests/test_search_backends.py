@@ -427,6 +427,7 @@ PLANS = {
         "PG_WALK_FAR": 5,
         "PG_WINDOW_SURPLUS": 10**9,
     },
+    "postgres-direct": {"PG_DIRECT_SURPLUS": 10**9, "PG_GIN_ROWS": 10**9},  # every lone word skips the walk
     "postgres-estimate-distrusted": {"PG_WALK": 2, "PG_WALK_PER_ROW": 0, "PG_GIN_ROWS": -1, "PG_WINDOW_SURPLUS": 0},
 }
 
@@ -447,3 +448,20 @@ def test_every_plan_gives_the_reference_answer(
         for offset in range(0, len(want) + 2, 2):
             got += found(engine, query, corpus, limit=2, offset=offset)
         assert got == want, query
+
+
+def test_driver_rows_binds_values_and_expands_in_lists(engine: sa.Engine) -> None:
+    """The fixed statements searches send past SQLAlchemy: values stay parameters on both drivers (a
+    `?` or `%s` in a value is data), and an IN list gets one mark per value or a clear refusal."""
+    from storage.search_sql import driver_rows
+
+    with session_scope(engine) as session:
+        assert driver_rows(session, "SELECT ?, ?", ("a?'; --", "100%s")) == [("a?'; --", "100%s")]
+        assert driver_rows(session, "SELECT CAST(? AS TEXT) || '%'", ("5",)) == [("5%",)]
+        assert driver_rows(session, "SELECT '%'") == [("%",)]
+        rows = driver_rows(session, "SELECT count(*) FROM source WHERE id IN (?*)", in_list=[-1, -2, -3])
+        assert rows == [(0,)]
+        with pytest.raises(ValueError, match="IN list"):
+            driver_rows(session, "SELECT 1 WHERE 1 IN (?*)", in_list=[])
+        with pytest.raises(ValueError, match="last parameter"):
+            driver_rows(session, "SELECT 1 WHERE 1 IN (?*) AND 2 = ?", (2,), in_list=[1])

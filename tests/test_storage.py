@@ -15,6 +15,7 @@ from ingest.types import RawPost
 from storage.db import session_scope
 from storage.models import Post, PostFrame, Source
 from storage.posts import iter_export, post_frames, save_classifications, store_posts
+from storage.search import search_posts
 from storage.sources import (
     SourceError,
     add_source,
@@ -201,3 +202,27 @@ def test_naive_datetimes_are_refused(sqlite_engine: sa.Engine) -> None:
         store_posts(
             sid, [replace(_raw(1), published_at=datetime(2023, 1, 1))], session=session, now=NOW, from_backfill=False
         )
+
+
+def test_every_insert_path_keeps_the_text_index_exact(engine: sa.Engine) -> None:
+    """Bulk inserts (store_posts), ORM inserts, edits and conflicting ids all reach the text index. On
+    SQLite, FTS5's own integrity check compares the index with the stored texts, so a post indexed
+    twice, missed or left stale fails it."""
+    with session_scope(engine) as session:
+        sid = _source(session)
+        store_posts(sid, [_raw(1, "alpha quokka"), _raw(2, "beta")], session=session, now=NOW, from_backfill=True)
+        store_posts(sid, [_raw(2, "beta"), _raw(3, "gamma quokka")], session=session, now=NOW, from_backfill=False)
+    with session_scope(engine) as session:
+        session.add(Post(source_id=sid, external_id="orm", title="", text="delta quokka", language="en"))
+        store_posts(sid, [_raw(1, "alpha edited"), _raw(4, "epsilon quokka")], session=session, now=NOW,
+                    from_backfill=False)  # fmt: skip
+    with session_scope(engine) as session:
+
+        def found(query: str) -> list[str]:
+            hits = search_posts(query, session=session, now=NOW, limit=10).hits
+            return sorted(session.get_one(Post, hit.post_id).text for hit in hits)
+
+        assert found("quokka") == ["delta quokka", "epsilon quokka", "gamma quokka"]
+        assert found("alpha") == found("edited") == ["alpha edited"]
+        if engine.dialect.name == "sqlite":
+            session.connection().exec_driver_sql("INSERT INTO post_fts (post_fts, rank) VALUES ('integrity-check', 1)")

@@ -18,7 +18,7 @@ from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
 from bot.delivery import DeliveryWorker
 from classifiers.taxonomy import Taxonomy
 from framewatch.config import Settings
-from storage.db import session_scope
+from storage.db import read_scope, session_scope
 from storage.models import utcnow
 
 T = TypeVar("T")
@@ -89,13 +89,18 @@ class BotServices:
     def frame_names(self) -> dict[str, str]:
         return {f.id: f.name for f in self.taxonomy.frames}
 
-    def _in_session(self, fn: Callable[..., T], args: tuple[Any, ...], kw: dict[str, Any]) -> T:
-        with session_scope(self.engine) as session:
+    def _in_session(self, fn: Callable[..., T], args: tuple[Any, ...], kw: dict[str, Any], *, write: bool) -> T:
+        with (session_scope if write else read_scope)(self.engine) as session:
             return fn(*args, session=session, **kw)
 
     async def db(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> T:
         """Run `fn(*args, session=…, **kw)` in one transaction on a worker thread (never on the loop)."""
-        return await asyncio.to_thread(self._in_session, fn, args, kw)
+        return await asyncio.to_thread(self._in_session, fn, args, kw, write=True)
+
+    async def read(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> T:
+        """`db` for a function that only reads: on SQLite a slow /trend or /search then never holds up
+        ingestion's commits (nor waits for them), and a write slipped into `fn` raises."""
+        return await asyncio.to_thread(self._in_session, fn, args, kw, write=False)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """A background task we keep a reference to (so it is neither collected nor forgotten)."""

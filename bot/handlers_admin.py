@@ -28,7 +28,7 @@ log = logging.getLogger("bot.commands")
 async def label(update: Update, context: BotContext, req: Request) -> None:
     services = context.services
     post_id, frames = parse_label(req.args, frames=services.frame_order)
-    if not (await services.db(post_bundles, [post_id])):
+    if not (await services.read(post_bundles, [post_id])):
         await reply(update, th(req.lang, "post_not_found", id=post_id))
         return
     await services.db(
@@ -57,7 +57,7 @@ def render_outcome(outcome: RetrainOutcome, *, lang: str, names: dict[str, str])
 async def _retrain_in_background(services: BotServices, chat_id: int, lang: str, bot: object) -> None:
     loop = asyncio.get_running_loop()
     try:
-        data = await services.db(labels.list_training_labels)
+        data = await services.read(labels.list_training_labels)
         assert services.models is not None
         outcome = await loop.run_in_executor(services.retrain_pool, services.models.retrain, data)
         if outcome.activated and services.on_model_change is not None:
@@ -144,7 +144,7 @@ async def _toggle(update: Update, context: BotContext, req: Request, enabled: bo
     try:
         await services.db(set_source_enabled, name, enabled, now=services.clock())
     except SourceError:
-        known = await services.db(_names)
+        known = await services.read(_names)
         raise ArgError("source_unknown", choices=known, name=name) from None
     log.info("admin %s %s source %s", req.user_id, "enabled" if enabled else "disabled", name)
     await reply(update, th(req.lang, "enable_done" if enabled else "disable_done", name=name))
@@ -197,7 +197,7 @@ def render_stats(data: dict[str, object], *, lang: str, secrets: Sequence[str]) 
 
 async def stats_(update: Update, context: BotContext, req: Request) -> None:
     services = context.services
-    data = await services.db(_stats, services.clock())
+    data = await services.read(_stats, services.clock())
     token = services.settings.telegram.token
     secrets = [token.get_secret_value()] if token is not None else []
     await reply(update, render_stats(data, lang=req.lang, secrets=secrets))

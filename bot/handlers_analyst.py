@@ -55,7 +55,7 @@ def _change(now: int, before: int) -> str:
 async def frames(update: Update, context: BotContext, req: Request) -> None:
     services = context.services
     period = parse_choice(req.args, tuple(PERIODS), default="24h")
-    rows = await services.db(stats.frame_summary, now=services.clock(), period=PERIODS[period])
+    rows = await services.read(stats.frame_summary, now=services.clock(), period=PERIODS[period])
     if not rows:
         await reply(update, th(req.lang, "frames_none", period=period))
         return
@@ -116,7 +116,7 @@ async def send_search_page(update: Update, context: BotContext, query: str, offs
     chat = update.effective_chat
     assert chat is not None
     try:
-        page = await services.db(search_posts, query, now=services.clock(), limit=SEARCH_PAGE, offset=offset)
+        page = await services.read(search_posts, query, now=services.clock(), limit=SEARCH_PAGE, offset=offset)
     except QueryError as exc:
         await reply(update, th(lang, "search_error", message=str(exc)[:500]))
         return
@@ -164,7 +164,7 @@ def render_post(bundle: Any, *, lang: str, names: dict[str, str]) -> str:
 async def post(update: Update, context: BotContext, req: Request) -> None:
     services = context.services
     post_id = parse_post_id(req.args)
-    bundle = (await services.db(post_bundles, [post_id])).get(post_id)
+    bundle = (await services.read(post_bundles, [post_id])).get(post_id)
     if bundle is None:
         await reply(update, th(req.lang, "post_not_found", id=post_id))
         return
@@ -175,7 +175,7 @@ async def trend(update: Update, context: BotContext, req: Request) -> None:
     services = context.services
     frame, period = parse_trend(req.args, frames=services.frame_order)
     days = TREND_PERIODS[period].days
-    points = await services.db(stats.frame_daily_counts, frame, now=services.clock(), days=days)
+    points = await services.read(stats.frame_daily_counts, frame, now=services.clock(), days=days)
     name = services.frame_names.get(frame, frame)
     caption = th(req.lang, "trend_caption", frame=name, period=period)
     png = await asyncio.to_thread(trend_png, points, title=f"{name} ({frame}), {period}")
@@ -219,7 +219,7 @@ def render_sources(rows: Sequence[Any], *, lang: str) -> str:
 
 
 async def sources(update: Update, context: BotContext, req: Request) -> None:
-    rows = await context.services.db(_sources)
+    rows = await context.services.read(_sources)
     await reply(update, render_sources(rows, lang=req.lang))
 
 

@@ -88,7 +88,7 @@ async def on_button(update: Update, context: BotContext) -> None:
     if chosen is None:
         await _refuse(update, lang, "names a frame that does not exist")
         return
-    allowed, tags = await services.db(_may_judge, action.post_id, chat.id, role)
+    allowed, tags = await services.read(_may_judge, action.post_id, chat.id, role)
     if tags is None or not allowed:
         await _refuse(update, lang, "no such post" if tags is None else "no alert about this post in this chat")
         return

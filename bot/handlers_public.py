@@ -81,12 +81,12 @@ async def subscribe(update: Update, context: BotContext, req: Request) -> None:
         log.info("refused /subscribe for user %s: not on the allowlist", req.user_id)
         await reply(update, th(req.lang, "private_bot"))
         return
-    sources = await services.db(_source_names)
+    sources = await services.read(_source_names)
     spec = parse_subscribe(req.args, frames=services.frame_order, sources=sources)
     sub = await _allowed_subscriber(update, context, req)
     if sub is None or sub.id is None:
         return
-    existing = await services.db(subscribers.list_subscriptions, sub.id)
+    existing = await services.read(subscribers.list_subscriptions, sub.id)
     if len(existing) >= MAX_SUBSCRIPTIONS and subscribers.spec_of(existing[0]) != spec:
         await reply(update, th(req.lang, "sub_limit", n=MAX_SUBSCRIPTIONS))
         return
@@ -96,7 +96,7 @@ async def subscribe(update: Update, context: BotContext, req: Request) -> None:
 
 
 async def _existing(context: BotContext, req: Request) -> Subscriber | None:
-    return await context.services.db(subscribers.get_subscriber, req.chat_id)
+    return await context.services.read(subscribers.get_subscriber, req.chat_id)
 
 
 async def unsubscribe(update: Update, context: BotContext, req: Request) -> None:
@@ -114,7 +114,7 @@ async def mysubs(update: Update, context: BotContext, req: Request) -> None:
     sub = await _existing(context, req)
     rows: list[Subscription] = []
     if sub is not None and sub.id is not None:
-        rows = await services.db(subscribers.list_subscriptions, sub.id)
+        rows = await services.read(subscribers.list_subscriptions, sub.id)
     if sub is None or not rows:
         await reply(update, th(req.lang, "mysubs_none"))
         return

@@ -48,7 +48,7 @@ async def language(update: Update, context: BotContext) -> str:
     if "lang" in chat_data:
         return str(chat_data["lang"])
     chat, user = update.effective_chat, update.effective_user
-    sub = await context.services.db(get_subscriber, chat.id) if chat else None
+    sub = await context.services.read(get_subscriber, chat.id) if chat else None
     lang = sub.language if sub is not None else language_of(user.language_code if user else None)
     chat_data["lang"] = lang
     return lang

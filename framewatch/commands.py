@@ -113,7 +113,7 @@ def sources_list(ctx: typer.Context) -> None:
     from storage.sources import list_sources
 
     st = state(ctx)
-    with session_scope(st.engine()) as session:
+    with read_scope(st.engine()) as session:
         rows = list_sources(session=session)
         table = Table("name", "kind", "target", "enabled", "last success", "failures", "next poll", "problem")
         for s in rows:

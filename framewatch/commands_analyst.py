@@ -10,7 +10,7 @@ from rich.table import Table
 
 from framewatch.cli import app, fail, state
 from framewatch.config import parse_duration
-from storage.db import session_scope
+from storage.db import read_scope
 
 PERIODS = ("24h", "7d", "30d")
 
@@ -26,7 +26,7 @@ def frames(
     if period not in PERIODS:
         fail(f"PERIOD: expected one of {', '.join(PERIODS)}, got {period!r}")
     st = state(ctx)
-    with session_scope(st.engine()) as session:
+    with read_scope(st.engine()) as session:
         stats = frame_summary(session=session, now=datetime.now(UTC), period=parse_duration(period))
     if not stats:
         st.console.print(f"no tagged posts in the last {period}")
@@ -46,7 +46,7 @@ def show_post(ctx: typer.Context, post_id: int = typer.Argument(..., help="Post 
     from storage.posts import get_post, post_frames
 
     st = state(ctx)
-    with session_scope(st.engine()) as session:
+    with read_scope(st.engine()) as session:
         post = get_post(post_id, session=session)
         if post is None:
             fail(f"POST_ID: no post with id {post_id}")

@@ -59,18 +59,28 @@ def create_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> sa.Eng
 
 
 def _begin_sqlite(conn: sa.Connection) -> None:
-    readonly = conn.get_execution_options().get("framewatch_readonly", False)
+    readonly = bool(conn.get_execution_options().get("framewatch_readonly", False))
+    # query_only makes a write inside read_scope fail loudly instead of vanishing when the scope ends.
+    # It belongs to the pooled connection, so it is switched (outside any transaction) only on a change.
+    if conn.info.get("framewatch_query_only", False) != readonly:
+        conn.exec_driver_sql(f"PRAGMA query_only={int(readonly)}")
+        conn.info["framewatch_query_only"] = readonly
     conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 @contextmanager
 def read_scope(engine: sa.Engine) -> Iterator[Session]:
-    """A read-only unit of work (search, export, stats): on SQLite it does not take the write lock."""
-    with Session(engine.execution_options(framewatch_readonly=True), expire_on_commit=False) as session:
-        try:
-            yield session
-        finally:
-            session.rollback()
+    """A read-only unit of work (search, export, stats, a role check): on SQLite it neither waits for
+    nor blocks the one writer; on both backends a write inside it raises instead of being lost.
+
+    It ends with a commit of nothing, not a rollback: a rollback would expire the rows it loaded, and a
+    caller that reads an attribute of one afterwards would get DetachedInstanceError.
+    """
+    # postgresql_readonly: psycopg opens the transaction READ ONLY (same round trip; SQLite ignores it).
+    readonly = engine.execution_options(framewatch_readonly=True, postgresql_readonly=True)
+    with Session(readonly, expire_on_commit=False) as session:
+        yield session
+        session.commit()
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,7 @@ from sqlmodel import Session, select
 from classifiers.types import Classification, FrameScore
 from framewatch.config import SourceSettings
 from ingest.types import RawPost
-from storage.db import session_scope
+from storage.db import read_scope, session_scope
 from storage.models import Post, PostFrame, Source
 from storage.posts import iter_export, post_frames, save_classifications, store_posts
 from storage.search import search_posts
@@ -226,3 +227,34 @@ def test_every_insert_path_keeps_the_text_index_exact(engine: sa.Engine) -> None
         assert found("alpha") == found("edited") == ["alpha edited"]
         if engine.dialect.name == "sqlite":
             session.connection().exec_driver_sql("INSERT INTO post_fts (post_fts, rank) VALUES ('integrity-check', 1)")
+
+
+def test_read_scope_refuses_writes_keeps_rows_and_leaves_the_connection_writable(engine: sa.Engine) -> None:
+    with session_scope(engine) as session:
+        sid = _source(session)
+    with read_scope(engine) as session:
+        source = session.get_one(Source, sid)
+    assert source.name == "wire"  # still loaded after the scope: no DetachedInstanceError
+    with pytest.raises(sa.exc.DBAPIError, match=r"(?i)read.?only"), read_scope(engine) as session:
+        session.execute(sa.update(Source).values(interval_seconds=1))
+    with session_scope(engine) as session:  # the same pooled connection writes again
+        session.execute(sa.update(Source).values(interval_seconds=7))
+    with read_scope(engine) as session:
+        assert session.get_one(Source, sid).interval_seconds == 7
+
+
+def test_a_reader_neither_waits_for_nor_blocks_the_sqlite_writer(sqlite_engine: sa.Engine) -> None:
+    """Bot and CLI reads run in read_scope: with a write transaction open (a backfill being stored),
+    they read the last committed state at once, and the writer commits while a reader is open."""
+    with session_scope(sqlite_engine) as session:
+        sid = _source(session)
+    started = time.perf_counter()
+    with session_scope(sqlite_engine) as writer:
+        store_posts(sid, [_raw(1)], session=writer, now=NOW, from_backfill=False)
+        with read_scope(sqlite_engine) as reader:
+            assert reader.execute(sa.select(sa.func.count()).select_from(Post)).scalar_one() == 0
+    with read_scope(sqlite_engine) as reader:
+        assert reader.execute(sa.select(sa.func.count()).select_from(Post)).scalar_one() == 1
+        with session_scope(sqlite_engine) as writer:
+            store_posts(sid, [_raw(2)], session=writer, now=NOW, from_backfill=False)
+    assert time.perf_counter() - started < 5  # the busy timeout is 30 s: nothing waited for a lock

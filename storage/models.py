@@ -87,7 +87,7 @@ class Post(SQLModel, table=True):
     text: str = ""
     language: str | None = Field(default=None, max_length=8, index=True)
     published_at: datetime | None = _ts()
-    fetched_at: datetime | None = _ts()
+    fetched_at: datetime | None = _ts(index=True)  # /stats counts what ingestion fetched per day
     views: int | None = None
     forwarded_from: str | None = None
     link_title: str | None = None

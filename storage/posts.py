@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from storage.bulk import insert_new_rows
 from storage.models import Post, PostFrame, Source
 
 
@@ -64,10 +64,6 @@ def content_hash(title: str, text: str) -> str:
     import hashlib
 
     return hashlib.sha256(f"{title.strip()}\n{text.strip()}".encode()).hexdigest()
-
-
-def _insert(dialect: str) -> type:
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert  # type: ignore[return-value]
 
 
 def _stored_rows(source_id: int, external_ids: Sequence[str], *, session: Session) -> dict[str, Post]:
@@ -144,18 +140,17 @@ def store_posts(
             result.unchanged += 1
     if fresh:
         _link_duplicates(fresh, source_id, session)
-        dialect = session.get_bind().dialect.name
         # A Core insert on the table, not the ORM entity: the ORM splits a bulk insert into a new batch
         # wherever a defaulted column switches between None and a value (views, forwarded_from, …),
         # which cut real pages into batches of three rows and stores 3x slower.
-        table = Post.__table__
-        stmt = (
-            _insert(dialect)(table)
-            .on_conflict_do_nothing(index_elements=["source_id", "external_id"])
-            .returning(table.c.id, table.c.title, table.c.text)
+        new = insert_new_rows(
+            Post.__table__,  # type: ignore[attr-defined]
+            fresh,
+            unique=("source_id", "external_id"),
+            returning=("id", "title", "text"),
+            session=session,
         )
-        for post_id, title, text in session.execute(stmt, fresh):
-            result.new.append(StoredPost(post_id, title, text))
+        result.new = [StoredPost(post_id, title, text) for post_id, title, text in new]
     session.flush()
     return result
 

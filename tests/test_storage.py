@@ -258,3 +258,21 @@ def test_a_reader_neither_waits_for_nor_blocks_the_sqlite_writer(sqlite_engine: 
         with session_scope(sqlite_engine) as writer:
             store_posts(sid, [_raw(2)], session=writer, now=NOW, from_backfill=False)
     assert time.perf_counter() - started < 5  # the busy timeout is 30 s: nothing waited for a lock
+
+
+def test_store_posts_round_trips_every_field(engine: sa.Engine) -> None:
+    """The bulk insert (an unnest of arrays on PostgreSQL) stores each value as the ORM would read it."""
+    full = replace(_raw(1), views=15300, forwarded_from="Baza", link_title="Preview", media=("photo", "video"))
+    bare = replace(_raw(2), url=None, published_at=None, language=None)
+    with session_scope(engine) as session:
+        sid = _source(session)
+        store_posts(sid, [full, bare], session=session, now=NOW, from_backfill=True)
+    with Session(engine) as session:
+        first, second = session.exec(select(Post).order_by(Post.external_id)).all()
+    assert (first.views, first.forwarded_from, first.link_title) == (15300, "Baza", "Preview")
+    assert (first.media, first.language, first.from_backfill) == (["photo", "video"], "en", True)
+    assert (first.published_at, first.fetched_at) == (full.published_at, NOW)
+    assert (second.url, second.published_at, second.language, second.media) == (None, None, None, [])
+    with pytest.raises((ValueError, sa.exc.StatementError), match="naive"), session_scope(engine) as session:
+        store_posts(sid, [replace(_raw(3), published_at=datetime(2023, 5, 1))], session=session, now=NOW,
+                    from_backfill=False)  # fmt: skip

@@ -23,8 +23,8 @@ from storage.search_sql import (
     SNIPPET_END,
     SNIPPET_START,
     SNIPPET_TOKENS,
-    driver_rows,
     filter_conditions,
+    max_post_id,
     ordered,
     time_conditions,
 )
@@ -112,16 +112,15 @@ def postgres_ids(parsed: ParsedQuery, source_ids: list[int], session: Session, l
         return postgres_newest(conditions, session, limit, offset)
     walked = filter_conditions(parsed, source_ids, per_row=True) + text
     window = PG_WALK + PG_WALK_PER_ROW * (offset + limit)
-    estimate = None
-    if _is_one_word(parsed):
-        estimate = _estimated_rows(sa.select(POST.c.id).where(_matches_tsquery(text_query)), session)
-        if _walk_is_wasted(estimate, window, offset + limit, session):
-            return _postgres_full_page(conditions, session, limit, offset)
+    matching = sa.select(POST.c.id).where(_matches_tsquery(text_query))
+    estimate = _estimated_rows(matching, session) if _is_one_word(parsed) else None
+    if estimate is not None and _walk_is_wasted(estimate, window, offset + limit, session):
+        return _postgres_full_page(conditions, session, limit, offset)
     ids = _postgres_recent(parsed, walked, session, limit, offset, window)
     if len(ids) == limit:
         return ids
     if estimate is None:
-        estimate = _estimated_rows(sa.select(POST.c.id).where(_matches_tsquery(text_query)), session)
+        estimate = _estimated_rows(matching, session)
     if estimate > PG_GIN_ROWS and _walk_far_pays(parsed, estimate, window, offset + limit, session):
         ids = _postgres_recent(parsed, walked, session, limit, offset, PG_WALK_FAR)
         if len(ids) == limit:
@@ -147,11 +146,7 @@ def _walk_is_wasted(estimate: float, window: int, wanted: int, session: Session)
 
     At 1M posts a walk that finds too little costs ~3 ms before the GIN page is fetched anyway.
     """
-    return estimate <= PG_GIN_ROWS and window * estimate / _post_count(session) < PG_DIRECT_SURPLUS * wanted
-
-
-def _post_count(session: Session) -> int:
-    return driver_rows(session, "SELECT max(id) FROM post")[0][0] or 1
+    return estimate <= PG_GIN_ROWS and window * estimate / max(max_post_id(session), 1) < PG_DIRECT_SURPLUS * wanted
 
 
 def _walk_far_pays(parsed: ParsedQuery, estimate: float, window: int, wanted: int, session: Session) -> bool:
@@ -164,7 +159,7 @@ def _walk_far_pays(parsed: ParsedQuery, estimate: float, window: int, wanted: in
     """
     if parsed.sources or parsed.frames:
         return True
-    return window * estimate / _post_count(session) < PG_WINDOW_SURPLUS * wanted
+    return window * estimate / max(max_post_id(session), 1) < PG_WINDOW_SURPLUS * wanted
 
 
 def _postgres_recent(

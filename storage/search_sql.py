@@ -44,6 +44,11 @@ def driver_rows(
     return [tuple(row) for row in connection.exec_driver_sql(sql, tuple(params))]
 
 
+def max_post_id(session: Session) -> int:
+    """The highest post id: the archive's size as both search plans estimate it (0 when empty)."""
+    return int(driver_rows(session, "SELECT max(id) FROM post")[0][0] or 0)
+
+
 def ordered(stmt: sa.Select[Any], dialect: str) -> sa.Select[Any]:
     published = POST.c.published_at.desc()
     # SQLite already sorts NULLs last in DESC order; PostgreSQL needs to be told (same order on both).

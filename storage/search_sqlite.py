@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from storage.query import Clause, ParsedQuery, Term
-from storage.search_sql import POST, SNIPPET_END, SNIPPET_START, SNIPPET_TOKENS, driver_rows, ordered
+from storage.search_sql import POST, SNIPPET_END, SNIPPET_START, SNIPPET_TOKENS, driver_rows, max_post_id, ordered
 
 # SQLite plan costs (µs per row), measured with bench/search.py on 1M posts; see sqlite_ids.
 _SORT_COST = 1.5  # per match: fetch its post row and sort it
@@ -108,7 +108,7 @@ def sqlite_ids(
             conditions.append(sa.not_(_fts5_probe(_fts5_words(_fts5_any(parsed.excluded), parsed.excluded))))
     else:
         expression = _fts5_expression(parsed, with_languages=False)
-        posts = driver_rows(session, "SELECT max(id) FROM post")[0][0] or 0
+        posts = max_post_id(session)
         terms = sum(len(c.terms) for c in parsed.clauses) + len(parsed.excluded)
         probe_cost = _PROBE_COST if terms == 1 else _PROBE_COST_MULTI
         # Beyond this many matches, probing beats building the set (equal cost: set·M = probe·walk).

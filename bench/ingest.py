@@ -7,6 +7,8 @@ edits, "15.3K"-style view counters, rising dates) linked through `data-before`, 
 serves them gzip-compressed (as t.me does) from framewatch's LocalServer. Each end-to-end run is a
 separate child process (`--child`) that migrates a fresh SQLite file and calls `Ingestor.run_once` —
 fetch → parse → store — with `tagger=None` (with --with-classifier, once more with the active model).
+One more child per run only fetches: every page through `fetch_url` (httpx, gunzip, limits), as many at
+a time as ingest allows one host, nothing parsed or stored — what the HTTP side alone costs.
 Between the children the driver times, on the same bytes:
 
 * bare selectolax: parse, select the message nodes, read id and text (the least any parser does);
@@ -112,6 +114,8 @@ def timed(fn: Any, arg: Any) -> Sample:
 def child_main(spec_path: Path) -> int:
     """One fresh database, one `Ingestor.run_once` over every source; prints one JSON line."""
     spec = json.loads(spec_path.read_text())
+    if spec.get("fetch_only"):
+        return fetch_child(spec)
     from framewatch.config import IngestSettings, SourceSettings
     from ingest.fetch import fetch_source
     from ingest.http import make_client
@@ -159,6 +163,34 @@ def child_main(spec_path: Path) -> int:
     result["peak_rss_kib"] = own_peak_rss_kib()
     print(json.dumps({**result, "errors": errors[:5], "error_count": len(errors)}))
     return 0 if not errors else 1
+
+
+def fetch_child(spec: dict[str, Any]) -> int:
+    """Every URL of the corpus through framewatch's own `fetch_url` (httpx, gunzip, size and time limits),
+    as many at a time as ingest allows one host, and nothing else: the floor under the end-to-end rate."""
+    from framewatch.config import IngestSettings
+    from ingest.http import FetchLimits, fetch_url, make_client
+
+    settings = IngestSettings(**spec.get("ingest", {}))
+    limits = FetchLimits.from_settings(settings)
+
+    async def run() -> int:
+        slots = asyncio.Semaphore(settings.per_host_concurrency)  # the corpus is served by one host
+
+        async with make_client(settings) as client:
+
+            async def one(url: str) -> int:
+                async with slots:
+                    return len((await fetch_url(client, url, limits=limits)).body)
+
+            return sum(await asyncio.gather(*(one(url) for url in spec["fetch_only"])))
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    body_bytes = asyncio.run(run())
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    result = {"new": spec["posts"], "seconds": wall, "cpu_seconds": cpu}
+    print(json.dumps({**result, "body_bytes": body_bytes, "peak_rss_kib": own_peak_rss_kib(), "error_count": 0}))
+    return 0
 
 
 class _ThreadProfiler:
@@ -313,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     pages = [(name, body) for name, by in corpus.channels.items() for body in by.values()]
     feeds = list(corpus.feeds.items())
     overrides = {"per_host_concurrency": args.per_host_concurrency, "concurrency": args.concurrency}
-    e2e: dict[str, list[dict[str, Any]]] = {"plain": [], "cls": [], "pg": []}
+    # "fetch": every page fetched alone (no parse, no store), in a child like the end-to-end runs
+    e2e: dict[str, list[dict[str, Any]]] = {"plain": [], "cls": [], "pg": [], "fetch": []}
     bare: dict[str, list[Sample]] = {"sel": [], "fp": [], "fw_tg": [], "fw_rss": []}
     load_before = load_average()
     server = serve_corpus(corpus, compress)
@@ -341,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
                     with_classifier = False
             if args.postgres:
                 e2e["pg"].append(end_to_end("pg", dict(base), Path(workdir.name), postgres=args.postgres))
+            fetch_spec = dict(base, fetch_only=[server.url(path) for path in corpus.wire], posts=corpus.posts)
+            e2e["fetch"].append(end_to_end("fetch", fetch_spec, Path(workdir.name)))
             server.clear_log()
             bare["sel"].append(timed(bare_selectolax, [body for _, body in pages]))
             bare["fp"].append(timed(bare_feedparser, [body for _, body in feeds]))
@@ -403,6 +438,8 @@ def report(
         row("framewatch `parse_feed` alone, same feeds", bare["fw_rss"], bare["fp"])
     row("**baseline: bare parse of the whole mix**", baseline, baseline)
     row("framewatch parsers alone, whole mix", mix("fw_tg", "fw_rss"), baseline)
+    if e2e["fetch"]:
+        row("framewatch `fetch_url` alone (httpx + gunzip, no parse), same pages", children("fetch"), baseline)
     for key, label in (
         ("plain", "**end to end, SQLite, tagger=None** (fetch → parse → store)"),
         ("cls", "end to end, SQLite, with classifier (fetch → parse → tag → store)"),
@@ -426,15 +463,31 @@ def report(
     )
     plain = median(rates(children("plain"), 1))
     ratio = plain / median(rates(baseline, 1))
-    stored_ok = all(r["stored"] == corpus.posts for runs in e2e.values() for r in runs)
+    stored_ok = all(r["stored"] == corpus.posts for key, runs in e2e.items() if key != "fetch" for r in runs)
     aims = [
         ["≥ 2,000 posts/s stored on SQLite", fmt_rate(plain), "met" if plain >= 2000 else "**missed**"],
         ["≥ 0.5 of the bare parse rate", fmt_ratio(ratio), "met" if ratio >= 0.5 else "**missed**"],
         ["every post stored exactly once", "yes" if stored_ok else "no", "met" if stored_ok else "**missed**"],
     ]
     print_table("Ingest: aims (issue 2)", ["aim", "measured", ""], aims)
+    if e2e["fetch"]:
+        parse_cpu = rates(mix("fw_tg", "fw_rss"), 2)
+        notes.insert(0, _ceiling_note(rates(children("fetch"), 2), parse_cpu, rates(baseline, 1)))
     for note in notes:
         print(f"\nNote: {note}")
+
+
+def _ceiling_note(fetch_cpu: list[float], parse_cpu: list[float], bare_wall: list[float]) -> str:
+    """What fetching and parsing alone leave room for: both run Python under one GIL, so in one process
+    their CPU costs per post add up before a single row is stored."""
+    per_post = 1 / median(fetch_cpu) + 1 / median(parse_cpu)
+    ceiling = 1 / per_post
+    return (
+        f"fetching a post's page costs {1e6 / median(fetch_cpu):,.0f} µs of CPU and parsing it "
+        f"{1e6 / median(parse_cpu):,.0f} µs, so one process that only fetched and parsed would top out near "
+        f"{fmt_rate(ceiling)} posts per CPU-second, {fmt_ratio(ceiling / median(bare_wall))} of the bare parse "
+        "rate, before storing anything."
+    )
 
 
 def print_cprofile(path: str, limit: int = 25) -> None:

@@ -9,6 +9,7 @@ from typing import NoReturn
 import sqlalchemy as sa
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from framewatch.config import ConfigError, Settings, load_settings
 
@@ -47,7 +48,8 @@ class CliState:
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an operator-facing error (no traceback) and exit; 2 means bad input or configuration."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # The message quotes user input (a query, a --since value, a file's key): never read it as markup.
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(code)
 
 

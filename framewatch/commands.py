@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from framewatch import commands_analyst, commands_model  # noqa: F401  (register their commands)
 from framewatch.cli import app, fail, state
@@ -74,9 +76,13 @@ def ingest(
     if not once:
         fail("use `framewatch ingest --once` for one pass, or `framewatch run --role ingest` to keep polling")
     from framewatch.runtime import ingest_once
+    from storage.sources import SourceError
 
     st = state(ctx)
-    reports = asyncio.run(ingest_once(st.settings, names=source, console=st.console))
+    try:
+        reports = asyncio.run(ingest_once(st.settings, names=source, console=st.console))
+    except SourceError as exc:
+        fail(f"--source: {exc}")
     table = Table("source", "status", "new", "updated", "unchanged", "pages", "seconds", "error")
     for r in reports:
         table.add_row(
@@ -87,7 +93,7 @@ def ingest(
             str(r.unchanged),
             str(r.pages),
             f"{r.seconds:.2f}",
-            (r.error or "") + (" (source disabled)" if r.disabled else ""),
+            _esc(r.error or "") + (" (source disabled)" if r.disabled else ""),
         )
     st.console.print(table)
     raise typer.Exit(1 if any(r.status == "error" for r in reports) else 0)
@@ -120,12 +126,12 @@ def sources_list(ctx: typer.Context) -> None:
             table.add_row(
                 s.name,
                 s.kind,
-                s.url or f"@{s.channel}",
+                _esc(s.url or f"@{s.channel}"),
                 "yes" if s.enabled else "no",
                 _when(s.last_success_at),
                 str(s.consecutive_failures),
                 _when(s.next_poll_at),
-                s.disabled_reason or s.last_error or "",
+                _esc(s.disabled_reason or s.last_error or ""),
             )
     st.console.print(table)
 
@@ -219,11 +225,10 @@ def search(
         st.console.print("no posts match")
         return
     for hit in page.hits:
-        snippet = hit.snippet.replace("\x02", "[bold yellow]").replace("\x03", "[/]")
         frames = ", ".join(hit.frames) or "no frames"
         st.console.print(f"[bold]#{hit.post_id}[/] {_when(hit.published_at)} [cyan]{_esc(hit.source)}[/] ({frames})")
         st.console.print(f"  {_esc(hit.title)}" if hit.title else "", highlight=False)
-        st.console.print(f"  {_esc_keep(snippet)}", highlight=False)
+        st.console.print(Text("  ").append_text(_snippet_text(hit.snippet)), highlight=False)
     if page.next_offset is not None:
         st.console.print(f"more: --offset {page.next_offset}")
 
@@ -234,16 +239,18 @@ def _esc(text: str) -> str:
     return escape(text)
 
 
-def _esc_keep(marked: str) -> str:
-    """Escape Rich markup in user text but keep the highlight tags we inserted."""
-    from rich.markup import escape
+def _snippet_text(snippet: str) -> Text:
+    """The snippet's matched words in bold yellow, built as styled spans: stored text is never read as
+    Rich markup, so a post containing "[/x]" or "[bold]" prints as written."""
+    from storage.search import SNIPPET_END, SNIPPET_START
 
-    parts = marked.split("[bold yellow]")
-    out = [escape(parts[0])]
-    for part in parts[1:]:
-        inner, _, rest = part.partition("[/]")
-        out.append(f"[bold yellow]{escape(inner)}[/]{escape(rest)}")
-    return "".join(out)
+    out, style = Text(), ""
+    for part in re.split(f"([{SNIPPET_START}{SNIPPET_END}])", snippet):
+        if part in (SNIPPET_START, SNIPPET_END):
+            style = "bold yellow" if part == SNIPPET_START else ""
+        elif part:
+            out.append(part, style=style)
+    return out
 
 
 @app.command()

@@ -141,7 +141,7 @@ def eval_command(
     tagger = _tagger(settings)
     unknown = taxonomy.unknown(tagger.frame_ids) + [f for f in taxonomy.ids if f not in tagger.frame_ids]
     if unknown:
-        _err().print(f"warning: the active model and the taxonomy differ on: {', '.join(unknown)}")
+        _err().print(f"warning: the active model and the taxonomy differ on: {escape(', '.join(unknown))}")
 
     def model_predict(texts: list[str]) -> list[tuple[str, ...]]:
         return [c.frame_ids for c in tagger.classify(texts, explain=False)]

@@ -11,7 +11,7 @@ from rich.markup import escape
 from sqlmodel import col, select
 
 from ingest.pipeline import PollReport
-from storage.db import session_scope
+from storage.db import read_scope
 from storage.models import Post, PostFrame
 
 
@@ -22,7 +22,7 @@ def console_alert_printer(
 
     def print_new(report: PollReport) -> None:
         cutoff = clock() - max_age
-        with session_scope(engine) as session:
+        with read_scope(engine) as session:  # a read: it must not take SQLite's write lock
             posts = session.exec(
                 select(Post).where(col(Post.id).in_(report.new_post_ids), col(Post.from_backfill).is_(False))
             ).all()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from framewatch.config import Settings
@@ -15,7 +16,7 @@ from framewatch.localserver import LocalServer, serve_demo_data
 from framewatch.runtime import ingest_once
 from framewatch.wiring import open_database
 from ingest.pipeline import PollReport
-from storage.db import session_scope
+from storage.db import read_scope
 
 
 def run_demo(*, console: Console, keep: Path | None = None, models_dir: Path | None = None) -> None:
@@ -51,7 +52,7 @@ def _print_posts(console: Console, settings: Settings) -> None:
     from storage.models import Post, PostFrame, Source
 
     engine = open_database(settings, migrate=False)
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         rows = session.exec(select(Post, Source.name).join(Source).order_by(col(Post.published_at).desc())).all()
         tags: dict[int, list[PostFrame]] = {}
         for tag in session.exec(select(PostFrame).order_by(col(PostFrame.score).desc())):
@@ -65,8 +66,8 @@ def _print_posts(console: Console, settings: Settings) -> None:
             source,
             post.published_at.strftime("%m-%d %H:%M") if post.published_at else "-",
             post.language or "?",
-            body[:110] + ("…" if len(body) > 110 else ""),
-            frames or "[dim]none[/]",
+            escape(body[:110] + ("…" if len(body) > 110 else "")),
+            escape(frames) if frames else "[dim]none[/]",
         )
     console.print(table)
     tagged = sum(1 for p, _ in rows if p.id in tags)
@@ -79,7 +80,7 @@ def _print_search(console: Console, settings: Settings) -> None:
 
     engine = open_database(settings, migrate=False)
     query = "Минобороны OR hospital OR лікарні"
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         page = search_posts(query, session=session, now=datetime.now(UTC) + timedelta(days=1), limit=5)
     console.print(f"search [bold]{query}[/]: {len(page.hits)} hits")
     for hit in page.hits:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from sqlmodel import Session
 
@@ -60,7 +61,7 @@ def load_tagger(settings: Settings, console: Console | None = None):  # type: ig
     """The active model, or one trained from the shipped corpus on first use (offline, with a progress line)."""
     from classifiers.service import load_tagger as _load
 
-    say = (lambda m: console.print(m, highlight=False)) if console else log.warning
+    say = (lambda m: console.print(escape(m), highlight=False)) if console else log.warning
     return _load(settings.classifier.models_dir, now=datetime.now(UTC), progress=say)
 
 
@@ -78,46 +79,62 @@ async def ingest_once(
     settings: Settings, *, names: Sequence[str] = (), console: Console | None = None
 ) -> list[PollReport]:
     engine = open_database(settings)
-    _sync_configured_sources(settings, engine)
-    tagger = load_tagger(settings, console)
-    async with make_client(settings.ingest) as client:
-        ingestor = Ingestor(
-            engine=engine,
-            settings=settings.ingest,
-            client=client,
-            fetch=build_fetcher(settings.telegram.telethon),
-            tagger=tagger,
-            on_new_posts=_alert_hook(settings),
-        )
-        if console is not None and console.is_terminal:
-            with Progress(console=console, transient=True) as bar:
-                task = bar.add_task("polling sources", total=None)
+    try:
+        _sync_configured_sources(settings, engine)
+        _check_names(engine, names)
+        tagger = load_tagger(settings, console)
+        async with make_client(settings.ingest) as client:
+            ingestor = Ingestor(
+                engine=engine,
+                settings=settings.ingest,
+                client=client,
+                fetch=build_fetcher(settings.telegram.telethon),
+                tagger=tagger,
+                on_new_posts=_alert_hook(settings),
+            )
+            if console is not None and console.is_terminal:
+                with Progress(console=console, transient=True) as bar:
+                    task = bar.add_task("polling sources", total=None)
 
-                def advance(total: int, report: PollReport) -> None:
-                    bar.update(task, total=total, advance=1, description=f"polled {report.source}")
+                    def advance(total: int, report: PollReport) -> None:
+                        bar.update(task, total=total, advance=1, description=f"polled {report.source}")
 
-                reports = await ingestor.run_once(names, progress=advance)
-        else:
-            reports = await ingestor.run_once(names)
-    reports += _not_polled(engine, names, {r.source for r in reports})
-    engine.dispose()
+                    reports = await ingestor.run_once(names, progress=advance)
+            else:
+                reports = await ingestor.run_once(names)
+        reports += _not_polled(engine, names, {r.source for r in reports})
+    finally:
+        engine.dispose()
     return reports
 
 
+def _check_names(engine: sa.Engine, names: Sequence[str]) -> None:
+    """A name that matches no source at all is a typo, not a source to skip: refuse before polling any."""
+    from storage.sources import SourceError, list_sources
+
+    if not names:
+        return
+    with read_scope(engine) as session:
+        known = [s.name for s in list_sources(session=session)]
+    unknown = [name for name in dict.fromkeys(names) if name not in known]
+    if unknown:
+        listed = ", ".join(known[:20]) + (", …" if len(known) > 20 else "") if known else "none yet"
+        raise SourceError(f"no source named {', '.join(map(repr, unknown))} (sources: {listed})")
+
+
 def _not_polled(engine: sa.Engine, names: Sequence[str], polled: set[str]) -> list[PollReport]:
-    """A "skipped" row for every asked-for (or enabled) source that was not polled, saying why: another
-    process holding its lease (a running `framewatch run`, or one killed less than a lease ago) or no
-    such enabled source."""
+    """A "skipped" row for every asked-for (or enabled) source that was not polled, saying why: disabled,
+    or another process holding its lease (a running `framewatch run`, or one killed less than a lease ago)."""
     from storage.sources import list_sources
 
     with read_scope(engine) as session:  # a read: on SQLite it must not take the write lock
-        # Enabled sources and their lease ends, read before the read-only session rolls back.
-        leases = {s.name: s.lease_expires_at for s in list_sources(session=session) if s.enabled}
+        sources = list_sources(session=session)
+    leases = {s.name: s.lease_expires_at for s in sources if s.enabled}
     wanted = list(names) or list(leases)
     out = []
     for name in (n for n in wanted if n not in polled):
         if name not in leases:
-            out.append(PollReport(name, "skipped", error="no such enabled source"))
+            out.append(PollReport(name, "skipped", error="source is disabled (framewatch sources enable NAME)"))
             continue
         lease = leases[name]
         until = f" (its lease ends {lease:%H:%M:%S} UTC)" if lease is not None else ""

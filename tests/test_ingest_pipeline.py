@@ -205,11 +205,42 @@ def test_ingest_once_reports_sources_another_process_is_polling(
         session.add(wire)
         session.commit()
     local_server.clear_log()
-    result = _invoke("--config", str(config), "ingest", "--once", "--source", "wire", "--source", "nosuch")
+    assert _invoke("--config", str(config), "sources", "disable", "vesti").exit_code == 0
+    result = _invoke("--config", str(config), "ingest", "--once", "--source", "wire", "--source", "vesti")
     assert result.exit_code == 0, result.output
     assert "being polled by another process" in result.output
-    assert "no such enabled source" in result.output
-    assert not local_server.requests(), "a leased source is not fetched"
+    assert "source is disabled" in result.output
+    assert not local_server.requests(), "neither a leased nor a disabled source is fetched"
+
+
+def test_ingest_once_refuses_a_source_name_that_does_not_exist(
+    sqlite_config: Path, sqlite_engine: sa.Engine, local_server: LocalServer
+) -> None:
+    """A typo in --source is bad input (exit 2, the name quoted), and nothing is polled: a cron job
+    that asked for a misspelt source must not report success having polled the others."""
+    result = _invoke("--config", str(sqlite_config), "ingest", "--once", "--source", "wire", "--source", "wrie")
+    assert result.exit_code == 2, result.output
+    assert "--source" in result.output and "'wrie'" in result.output and "wire" in result.output
+    assert not local_server.requests(), "nothing is polled when one asked-for name is unknown"
+    with Session(sqlite_engine) as session:
+        assert not session.exec(select(Post)).all()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("export", "--since", "[/x] [bold]"),
+        ("search", "source:[/x] [bold]"),
+        ("search", "since:[/x] [bold]"),
+        ("ingest", "--once", "--source", "[/x] [bold]"),
+    ],
+)
+def test_cli_errors_quote_user_text_literally(sqlite_config: Path, args: tuple[str, ...]) -> None:
+    """Error messages quote what the user typed; Rich must not read it as markup (an unmatched closing
+    tag used to end in a MarkupError traceback instead of exit 2)."""
+    result = _invoke("--config", str(sqlite_config), *args)
+    assert result.exit_code == 2, result.output
+    assert "[/x]" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
@@ -276,3 +307,21 @@ def test_analyst_commands_from_the_cli(
     assert found.exit_code == 0 and f"#{tagged.post_id}" in found.output
     bad = _invoke("--config", str(config), "search", '"(unbalanced AND')
     assert bad.exit_code == 2 and "QUERY" in bad.output and "Traceback" not in bad.output
+
+
+LOOKALIKES = "[/x] report: [bold]not bold[/bold], [bold yellow]not lit[/] and [link=http://e.x]no[/link]."
+
+
+def test_cli_search_prints_stored_text_as_written(sqlite_config: Path, sqlite_engine: sa.Engine) -> None:
+    """Stored posts come from the internet: a text with Rich-markup look-alikes prints as written, with
+    only the matched word highlighted (it used to go through the markup parser)."""
+    assert _invoke("--config", str(sqlite_config), "ingest", "--once", "--source", "wire").exit_code == 0
+    with Session(sqlite_engine) as session:
+        post = session.exec(select(Post)).first()
+        assert post is not None
+        post.text = f"Zyzzyva {LOOKALIKES}"
+        session.add(post)
+        session.commit()
+    result = _invoke("--config", str(sqlite_config), "search", "zyzzyva")
+    assert result.exit_code == 0, result.output
+    assert LOOKALIKES in result.output

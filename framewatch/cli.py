@@ -48,9 +48,13 @@ class CliState:
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an operator-facing error (no traceback) and exit; 2 means bad input or configuration."""
+    print_error(message)
+    raise typer.Exit(code)
+
+
+def print_error(message: str) -> None:
     # The message quotes user input (a query, a --since value, a file's key): never read it as markup.
     Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
-    raise typer.Exit(code)
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -76,4 +80,16 @@ def _root(
 def main() -> None:
     from framewatch import commands  # noqa: F401  (registers the sub-commands on `app`)
 
-    app()
+    try:
+        app()
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        # A database that is down, unreachable or unopenable is an operator's problem, not a bug: one
+        # line saying so (the driver's reason never carries the password), not a traceback.
+        print_error(f"database unavailable: {database_reason(exc)} (check database.url or FRAMEWATCH_DATABASE_URL)")
+        raise SystemExit(1) from None
+
+
+def database_reason(exc: sa.exc.DBAPIError) -> str:
+    """The driver's own first line ("connection refused", "unable to open database file")."""
+    lines = str(exc.orig or exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__

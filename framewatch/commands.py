@@ -265,7 +265,10 @@ def export(
 
     st = state(ctx)
     since_at = parse_since(since, _now())
-    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    except OSError as exc:
+        fail(f"--output: cannot write {output}: {exc.strerror or exc}")
     fields = [
         "source",
         "external_id",
@@ -331,4 +334,12 @@ def demo(
     """Offline tour: serve bundled sample feeds and channel pages locally, ingest and tag them, show results."""
     from framewatch.demo import run_demo
 
+    if keep is not None:
+        # The demo writes its sample sources and posts: never into a database someone already has.
+        if keep.exists():
+            fail(f"--keep: {keep} already exists; give a path for a new demo database")
+        try:
+            keep.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fail(f"--keep: cannot create {keep.parent}: {exc.strerror or exc}")
     run_demo(console=state(ctx).console, keep=keep)

@@ -283,6 +283,8 @@ def test_export_after_ingest(
         assert not row["published_at"] or row["published_at"].endswith("Z")
     bad = _invoke("--config", str(config), "export", "--since", "last tuesday")
     assert bad.exit_code == 2 and "--since" in bad.output
+    unwritable = _invoke("--config", str(config), "export", "--output", str(config / "x.jsonl"))
+    assert unwritable.exit_code == 2 and "--output" in unwritable.output and "Not a directory" in unwritable.output
 
 
 def test_analyst_commands_from_the_cli(
@@ -325,3 +327,15 @@ def test_cli_search_prints_stored_text_as_written(sqlite_config: Path, sqlite_en
     result = _invoke("--config", str(sqlite_config), "search", "zyzzyva")
     assert result.exit_code == 0, result.output
     assert LOOKALIKES in result.output
+
+
+def test_demo_never_writes_into_an_existing_database(tmp_path: Path, sqlite_engine: sa.Engine) -> None:
+    """`demo --keep` names where a *new* demo database goes: an existing file (someone's real database,
+    say) is refused before anything is written, and an impossible path is bad input, not a traceback."""
+    existing = Path(sqlite_engine.url.database or "")
+    before = existing.read_bytes()
+    refused = _invoke("demo", "--keep", str(existing))
+    assert refused.exit_code == 2 and "--keep" in refused.output and "already exists" in refused.output
+    assert existing.read_bytes() == before
+    under_a_file = _invoke("demo", "--keep", str(existing / "demo.db"))
+    assert under_a_file.exit_code == 2 and "--keep" in under_a_file.output

@@ -34,6 +34,7 @@ ENV_ALIASES = {
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_MAX_DURATION_SECONDS = 100 * 366 * 86400
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -50,6 +51,8 @@ def parse_duration(value: Any) -> timedelta:
         raise ValueError(f"expected a duration like '30s', '5m', '1h', got {value!r}")
     if seconds <= 0:
         raise ValueError("duration must be positive")
+    if seconds > _MAX_DURATION_SECONDS:  # also keeps timedelta and date arithmetic from overflowing
+        raise ValueError(f"duration too long (at most 100 years), got {value!r}")
     return timedelta(seconds=seconds)
 
 

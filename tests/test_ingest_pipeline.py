@@ -281,8 +281,9 @@ def test_export_after_ingest(
         } <= set(row)
         assert row["source"] == "wire"
         assert not row["published_at"] or row["published_at"].endswith("Z")
-    bad = _invoke("--config", str(config), "export", "--since", "last tuesday")
-    assert bad.exit_code == 2 and "--since" in bad.output
+    for since in ("last tuesday", "99999999999999d"):  # the second overflowed timedelta: a traceback
+        bad = _invoke("--config", str(config), "export", "--since", since)
+        assert bad.exit_code == 2 and "--since" in bad.output
     unwritable = _invoke("--config", str(config), "export", "--output", str(config / "x.jsonl"))
     assert unwritable.exit_code == 2 and "--output" in unwritable.output and "Not a directory" in unwritable.output
 

@@ -40,7 +40,11 @@ def frames(
 
 
 @app.command("post")
-def show_post(ctx: typer.Context, post_id: int = typer.Argument(..., help="Post id (shown by search).")) -> None:
+def show_post(
+    ctx: typer.Context,
+    # max: the largest id either database stores (a bigger one reached the driver as an OverflowError)
+    post_id: int = typer.Argument(..., min=1, max=2**63 - 1, help="Post id (shown by search)."),
+) -> None:
     """A stored post in full, with its frames, scores and the n-grams that drove each tag."""
     from storage.models import Source
     from storage.posts import get_post, post_frames

@@ -303,6 +303,7 @@ def test_analyst_commands_from_the_cli(
     shown = _invoke("--config", str(config), "post", str(tagged.post_id))
     assert shown.exit_code == 0 and tagged.frame_id in shown.output
     assert _invoke("--config", str(config), "post", "999999").exit_code == 2
+    assert _invoke("--config", str(config), "post", str(2**70)).exit_code == 2  # was the driver's OverflowError
     assert _invoke("--config", str(config), "frames", "1y").exit_code == 2
     summary = _invoke("--config", str(config), "frames", "30d")
     assert summary.exit_code == 0

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault, Update
-from telegram.error import TelegramError
+from telegram.error import NetworkError, TelegramError
 from telegram.ext import Application, ApplicationBuilder, MessageHandler, filters
 
 from bot.context import BotContext, BotServices, ModelOps, context_types
@@ -32,6 +33,10 @@ from storage.db import session_scope
 from storage.models import Outbox, utcnow
 
 log = logging.getLogger(__name__)
+
+# Seconds between attempts to reach the Bot API at start: doubling from the first to the cap.
+START_RETRY_FIRST = 2.0
+START_RETRY_MAX = 60.0
 
 DELIVERY_INTERVAL = 1.0  # seconds between outbox polls when it is empty
 DIGEST_INTERVAL = 60.0
@@ -224,8 +229,19 @@ async def run_bot_until(
         from bot.models import registry_ops
 
         models = registry_ops(settings)
-    app = build_application(settings, engine=engine, models=models, on_model_change=on_model_change)
-    await run_bot(app, settings, stop=stop, receive_updates=role != "deliver", outbox_changed=outbox_changed)
+    delay = START_RETRY_FIRST
+    while not stop.is_set():
+        app = build_application(settings, engine=engine, models=models, on_model_change=on_model_change)
+        try:
+            await run_bot(app, settings, stop=stop, receive_updates=role != "deliver", outbox_changed=outbox_changed)
+            return
+        except NetworkError as exc:  # TimedOut too; InvalidToken is not one: a refused token ends the run
+            # The Bot API cannot be reached at start (getMe). Ingestion goes on in this process and alerts
+            # wait in the outbox, so keep trying instead of taking the whole service down.
+            log.warning("Telegram Bot API unreachable (%s); retrying in %g s", exc, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, START_RETRY_MAX)
 
 
 async def _wake_on(event: asyncio.Event, app: Application[Any, Any, Any, Any, Any, Any]) -> None:

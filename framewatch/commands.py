@@ -107,10 +107,15 @@ def run(
     """Run the service: scheduler (ingest), alert delivery and the bot, on one event loop.
 
     Without a Telegram token it runs in console mode and prints alerts."""
+    from telegram.error import InvalidToken
+
     from framewatch.runtime import run_service
 
     st = state(ctx)
-    asyncio.run(run_service(st.settings, role=role.value, console=st.console))
+    try:
+        asyncio.run(run_service(st.settings, role=role.value, console=st.console))
+    except InvalidToken:  # its message quotes the token: never print it
+        fail("telegram.token: the Bot API refused this token (check telegram.token or FRAMEWATCH_TELEGRAM_TOKEN)")
 
 
 @sources_app.command("list")

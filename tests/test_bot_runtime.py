@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import socket
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -177,3 +180,67 @@ async def test_ingest_in_the_same_process_wakes_delivery_at_once(engine: sa.Engi
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
+
+
+async def test_bot_keeps_trying_while_the_bot_api_is_unreachable(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, free_port: int
+) -> None:
+    """A Bot API that cannot be reached at start (network down, api.telegram.org out) used to end
+    `framewatch run` with a NetworkError, ingestion included; now the bot retries with backoff and
+    serves as soon as the API answers."""
+    import bot.app
+
+    monkeypatch.setattr(bot.app, "START_RETRY_FIRST", 0.2)
+    warnings: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = warnings.append  # type: ignore[method-assign]
+    logging.getLogger("bot.app").addHandler(handler)
+    fake = FakeBotAPI(ODD_TOKEN)
+    fake.port = free_port  # where the API will come up: make_settings reads base_url from it
+    settings = make_settings(fake, token=ODD_TOKEN)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_bot_until(settings, engine=engine, stop=stop))
+    try:
+        for _ in range(300):  # two failed attempts (the first one also imports and builds everything)
+            if len(warnings) >= 2 or task.done():
+                break
+            await asyncio.sleep(0.1)
+        assert not task.done(), task.exception() if task.done() else None
+        said = [r.getMessage() for r in warnings]
+        assert len(said) >= 2 and all("Telegram Bot API unreachable" in m and ODD_TOKEN not in m for m in said)
+        await fake.start(free_port)
+        assert "Hello!" in visible(await ask(fake, USER, "/start", timeout=30))
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await fake.stop()
+        logging.getLogger("bot.app").removeHandler(handler)
+
+
+async def test_run_with_a_refused_token_exits_2_without_printing_it(tmp_path: Path, models_dir: Path) -> None:
+    """A token the Bot API refuses is a configuration error: `framewatch run` says which key, exit 2,
+    and never shows the token (PTB's own exception message quotes it)."""
+    async with FakeBotAPI("the-token-the-api-knows") as fake:
+        config = tmp_path / "framewatch.toml"
+        config.write_text(
+            f'[database]\nurl = "sqlite:///{tmp_path / "fw.db"}"\n[classifier]\nmodels_dir = "{models_dir}"\n'
+            f'[telegram]\napi_base_url = "{fake.base_url}"\nbase_file_url = "{fake.base_file_url}"\n',
+            encoding="utf-8",
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "from framewatch.cli import main; main()",
+            "--config",
+            str(config),
+            "run",
+            env={**os.environ, "FRAMEWATCH_TELEGRAM_TOKEN": ODD_TOKEN, "COLUMNS": "250"},
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    printed = (out + err).decode()
+    assert proc.returncode == 2, printed
+    assert "telegram.token" in printed and "refused" in printed
+    assert ODD_TOKEN not in printed and "Traceback" not in printed

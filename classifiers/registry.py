@@ -24,6 +24,7 @@ from typing import Any
 
 import skops.io as sio
 
+from classifiers.errors import CorruptModelError, ModelNotFoundError, RegistryError, UntrustedModelError
 from classifiers.model import FrameClassifier
 
 POINTER = "active.json"
@@ -40,22 +41,6 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "sklearn.calibration._SigmoidCalibration",
     }
 )
-
-
-class RegistryError(Exception):
-    """A model registry problem, phrased for the operator."""
-
-
-class ModelNotFoundError(RegistryError):
-    """No such version, or no active model yet."""
-
-
-class CorruptModelError(RegistryError):
-    """A model or metadata file exists but cannot be read."""
-
-
-class UntrustedModelError(RegistryError):
-    """A model file does not match its recorded hash or contains types outside the allow-list."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from classifiers.errors import RegistryError
+from classifiers.taxonomy import TaxonomyError
 from framewatch.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(
@@ -82,6 +84,11 @@ def main() -> None:
 
     try:
         app()
+    except (RegistryError, TaxonomyError) as exc:
+        # A refused (tampered), unreadable or missing model, or a broken frames.toml, met by a command that
+        # has no handler of its own for it (`run`, `ingest`): say what and what to do, not a traceback.
+        print_error(f"{exc} (see `framewatch model list`, then `framewatch model use VERSION` or `framewatch train`)")
+        raise SystemExit(2) from None
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         # A database that is down, unreachable or unopenable is an operator's problem, not a bug: one
         # line saying so (the driver's reason never carries the password), not a traceback.

@@ -160,3 +160,36 @@ def test_train_core_refuses_bad_labels_and_keeps_the_active_model(registry: Path
         commands_model.train_command_core(settings, [LabeledText("text", ("no_such_frame",))], False, now=NOW)
     assert exc.value.exit_code == 2
     assert active_version(registry) == before
+
+
+def test_ingest_and_run_refuse_a_tampered_model_in_one_line(tmp_path: Path, registry: Path) -> None:
+    """The commands that load the model without handling registry errors themselves (`ingest`, `run`) end
+    with the refusal and what to do next, exit 2, through the real entry point: not a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    version = active_version(registry)
+    model = registry / f"{version}.skops"
+    blob = bytearray(model.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    model.write_bytes(bytes(blob))
+    env = {
+        **os.environ,
+        "FRAMEWATCH_CLASSIFIER__MODELS_DIR": str(registry),
+        "FRAMEWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'fw.db'}",
+        "COLUMNS": "250",
+    }
+    for command in (["ingest", "--once"], ["run"]):
+        done = subprocess.run(
+            [sys.executable, "-c", "from framewatch.cli import main; main()", *command],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "does not match the sha256" in done.stderr and "framewatch model use VERSION" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert model.read_bytes() == bytes(blob), "a refused model is left for the operator, not replaced"

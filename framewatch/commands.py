@@ -158,10 +158,11 @@ def sources_add(
     from pydantic import ValidationError
 
     from framewatch.config import format_validation_error
+    from ingest.telegram_web import channel_name
     from storage.sources import SourceError, add_source
 
     st = state(ctx)
-    channel = target.removeprefix("https://t.me/s/").removeprefix("https://t.me/").lstrip("@")
+    channel = channel_name(target)
     fields = {"kind": kind, "interval": interval, "language": language}
     if kind == "rss":
         fields |= {"url": target, "name": name or _name_from_url(target)}

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from framewatch.config import SourceSettings
+from framewatch.config import SourceSettings, channel_name
 from storage.subscribers import SubscriptionSpec
 
 MAX_ARGS_CHARS = 1000
@@ -29,7 +29,7 @@ DIGEST_MODES = ("off", "hourly", "daily")
 _INVISIBLE_RE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 _TOKEN_RE = re.compile(r'[+-]?"[^"]*"|\S+')
 _NAME_RE = re.compile(r"^[\w.\-]{1,200}$")
-_CHANNEL_RE = re.compile(r"^(?:https?://)?(?:t\.me/(?:s/)?|@)?([A-Za-z0-9_]{3,64})/?$")
+_CHANNEL_RE = re.compile(r"[A-Za-z0-9_]{3,64}")  # a channel's username, once channel_name has read the link
 
 
 class ArgError(ValueError):
@@ -209,11 +209,10 @@ def parse_addsource(raw: str | None) -> SourceSettings:
         host = urlsplit(target).hostname or ""
         default_name = _slug(host.removeprefix("www."))
     else:
-        m = _CHANNEL_RE.fullmatch(target)
-        if not m:
+        channel = channel_name(target)
+        if not _CHANNEL_RE.fullmatch(channel):
             raise ArgError("bad_token", token=target[:100])
-        data["channel"] = m.group(1)
-        default_name = m.group(1)
+        data["channel"] = default_name = channel
     data["name"] = args[2] if len(args) > 2 else default_name
     try:
         return SourceSettings(**data)  # type: ignore[arg-type]

@@ -157,8 +157,7 @@ def sources_add(
     """Add a source to the database (sources in the config file are added on start)."""
     from pydantic import ValidationError
 
-    from framewatch.config import format_validation_error
-    from ingest.telegram_web import channel_name
+    from framewatch.config import channel_name, format_validation_error
     from storage.sources import SourceError, add_source
 
     st = state(ctx)

@@ -110,6 +110,18 @@ class IngestSettings(_Section):
         return v if v.endswith("/") else v + "/"
 
 
+_CHANNEL_LINK_RE = re.compile(r"^(?:https?://)?(?:www\.)?(?:t|telegram)\.me/(?:s/)?([^/?#]+)", re.IGNORECASE)
+
+
+def channel_name(target: str) -> str:
+    """The channel's username from what people paste: "@baza", "baza", "t.me/baza",
+    "https://t.me/s/baza/1234?single" (a post link names its channel). The field pattern validates it."""
+    target = target.strip()
+    if match := _CHANNEL_LINK_RE.match(target):
+        target = match.group(1)
+    return target.lstrip("@")
+
+
 class SourceSettings(_Section):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[\w.\-]+$")
     kind: Literal["rss", "telegram", "telethon"]
@@ -119,6 +131,11 @@ class SourceSettings(_Section):
     fetch_full_text: bool = False
     enabled: bool = True
     language: str | None = Field(default=None, pattern=r"^[a-z]{2}$")
+
+    @field_validator("channel", mode="before")
+    @classmethod
+    def _channel_from_link(cls, v: Any) -> Any:
+        return channel_name(v) if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _kind_fields(self) -> SourceSettings:

@@ -321,18 +321,6 @@ def parse_channel_page(html: str | bytes, *, channel: str, language: str | None 
     return ChannelPage(posts=ordered, before_cursor=before, channel_title=title, skipped=skipped)
 
 
-_CHANNEL_LINK_RE = re.compile(r"^(?:https?://)?(?:www\.)?(?:t|telegram)\.me/(?:s/)?([^/?#]+)", re.IGNORECASE)
-
-
-def channel_name(target: str) -> str:
-    """The channel's username from what people paste: "@baza", "baza", "t.me/baza",
-    "https://t.me/s/baza/1234?single" (a post link names its channel). Validation is the caller's."""
-    target = target.strip()
-    if match := _CHANNEL_LINK_RE.match(target):
-        target = match.group(1)
-    return target.lstrip("@")
-
-
 def channel_url(base: str, channel: str, before: int | None = None) -> str:
     url = (base if base.endswith("/") else base + "/") + channel.lstrip("@")
     return f"{url}?before={before}" if before is not None else url

@@ -93,6 +93,10 @@ def test_subscribe_examples() -> None:
     assert (spec.include_keywords, spec.exclude_keywords) == (("two words",), ("x",))
     assert normalise("a\u200bb\u202e c") == "ab c"
     assert parse_addsource("telegram @some_chan").channel == "some_chan"
+    link = parse_addsource("telegram https://t.me/s/some_chan/4521?single")  # a post link names its channel
+    assert (link.channel, link.name) == ("some_chan", "some_chan")
+    with pytest.raises(ArgError):
+        parse_addsource("telegram https://example.com/some_chan")
     assert parse_addsource("rss https://www.example.org/x.xml").name == "example.org"
 
 

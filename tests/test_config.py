@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from framewatch.config import ConfigError, Settings, load_settings, parse_duration
+from framewatch.config import ConfigError, Settings, SourceSettings, channel_name, load_settings, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.toml"
@@ -160,3 +160,25 @@ def test_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path, kind: 
         assert "database unavailable" in done.stderr and "database.url" in done.stderr
         assert ("refused" if kind == "postgres-refused" else "unable to open database file") in done.stderr
         assert "Traceback" not in done.stderr and "s3cret-pw" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    ("pasted", "name"),
+    [
+        ("bazabazon", "bazabazon"),
+        ("@bazabazon", "bazabazon"),
+        (" t.me/bazabazon ", "bazabazon"),
+        ("https://t.me/s/bazabazon", "bazabazon"),
+        ("http://www.telegram.me/bazabazon", "bazabazon"),
+        ("https://T.me/s/bazabazon/1234?single", "bazabazon"),  # a post link names its channel
+        ("https://example.com/bazabazon", "https://example.com/bazabazon"),  # left for validation to refuse
+    ],
+)
+def test_channel_name_from_what_people_paste(pasted: str, name: str) -> None:
+    """Config files, `sources add` and the bot's /addsource take a channel link as well as a name."""
+    assert channel_name(pasted) == name
+    if name.isidentifier():
+        assert SourceSettings(name="x", kind="telegram", channel=pasted).channel == name
+    else:
+        with pytest.raises(ValueError, match="channel"):
+            SourceSettings(name="x", kind="telegram", channel=pasted)

@@ -16,7 +16,7 @@ from framewatch.config import IngestSettings
 from framewatch.localserver import LocalServer, Reply
 from ingest import telegram_web
 from ingest.http import make_client
-from ingest.telegram_web import NO_PREVIEW, channel_name, channel_url, fetch_channel, parse_channel_page
+from ingest.telegram_web import NO_PREVIEW, channel_url, fetch_channel, parse_channel_page
 from ingest.types import FetchStatus, RawPost
 from tests.httpserver import fixture_bytes
 
@@ -421,19 +421,3 @@ async def test_page_that_does_not_go_back_stops_the_walk(local_server: LocalServ
 def test_channel_url() -> None:
     assert channel_url("https://t.me/s/", "@news") == "https://t.me/s/news"
     assert channel_url("http://127.0.0.1:8080/s", "news", 120) == "http://127.0.0.1:8080/s/news?before=120"
-
-
-@pytest.mark.parametrize(
-    ("pasted", "name"),
-    [
-        ("bazabazon", "bazabazon"),
-        ("@bazabazon", "bazabazon"),
-        (" t.me/bazabazon ", "bazabazon"),
-        ("https://t.me/s/bazabazon", "bazabazon"),
-        ("http://www.telegram.me/bazabazon", "bazabazon"),
-        ("https://T.me/s/bazabazon/1234?single", "bazabazon"),  # a post link names its channel
-        ("https://example.com/bazabazon", "https://example.com/bazabazon"),  # left for validation to refuse
-    ],
-)
-def test_channel_name_from_what_people_paste(pasted: str, name: str) -> None:
-    assert channel_name(pasted) == name

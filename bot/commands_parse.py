@@ -206,7 +206,10 @@ def parse_addsource(raw: str | None) -> SourceSettings:
     data: dict[str, object] = {"kind": kind}
     if kind == "rss":
         data["url"] = target
-        host = urlsplit(target).hostname or ""
+        try:
+            host = urlsplit(target).hostname or ""
+        except ValueError:  # an unclosed IPv6 bracket, a bad port
+            raise ArgError("bad_token", token=target[:100]) from None
         default_name = _slug(host.removeprefix("www."))
     else:
         channel = channel_name(target)

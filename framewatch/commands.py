@@ -182,8 +182,11 @@ def sources_add(
 def _name_from_url(url: str) -> str:
     from urllib.parse import urlsplit
 
-    host = urlsplit(url).hostname or "feed"
-    return host.removeprefix("www.").replace(".", "-")
+    try:
+        host = urlsplit(url).hostname or "feed"
+    except ValueError:  # unsplittable: SourceSettings refuses the URL itself, with the reason
+        host = "feed"
+    return re.sub(r"[^\w\-]+", "-", host.removeprefix("www.")).strip("-") or "feed"
 
 
 def _set_enabled(ctx: typer.Context, name: str, enabled: bool) -> None:

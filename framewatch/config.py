@@ -10,6 +10,7 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -122,6 +123,13 @@ def channel_name(target: str) -> str:
     return target.lstrip("@")
 
 
+def _has_host(url: str) -> bool:
+    try:
+        return bool(urlsplit(url).hostname)
+    except ValueError:  # an unclosed IPv6 bracket, a bad port
+        return False
+
+
 class SourceSettings(_Section):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[\w.\-]+$")
     kind: Literal["rss", "telegram", "telethon"]
@@ -141,6 +149,8 @@ class SourceSettings(_Section):
     def _kind_fields(self) -> SourceSettings:
         if self.kind == "rss" and not (self.url and self.url.startswith(("http://", "https://"))):
             raise ValueError('an rss source needs url = "http(s)://…"')
+        if self.kind == "rss" and not _has_host(self.url or ""):
+            raise ValueError(f"url {self.url!r} has no valid host")
         if self.kind in ("telegram", "telethon") and not self.channel:
             raise ValueError(f'a {self.kind} source needs channel = "name"')
         if self.channel:

@@ -200,6 +200,17 @@ def _detail_text(value: str | None, detail: Any) -> str:
     return html_to_text(value) if _is_html(value, detail) else clean_text(value)
 
 
+def _absolute(link: str | None, base_url: str | None) -> str | None:
+    """The entry's link resolved against the feed's URL; None for one urllib cannot split (an unclosed
+    IPv6 bracket, a bad port): that item keeps no URL instead of failing the whole feed."""
+    if not link or not base_url:
+        return link
+    try:
+        return urljoin(base_url, link)
+    except ValueError:
+        return None
+
+
 def _external_id(entry: Any, url: str | None, title: str, text: str, published: datetime | None) -> str:
     guid = clean_text(str(entry.get("id") or ""))
     candidate = guid or url
@@ -240,7 +251,7 @@ def entry_to_post(
     else:
         text = _detail_text(entry.get("summary"), entry.get("summary_detail"))
     link = entry.get("link")
-    url = canonical_url(urljoin(base_url, link) if link and base_url else link)
+    url = canonical_url(_absolute(link, base_url))
     published = None
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         if published := to_utc(entry.get(key)):

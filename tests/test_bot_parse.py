@@ -97,6 +97,8 @@ def test_subscribe_examples() -> None:
     assert (link.channel, link.name) == ("some_chan", "some_chan")
     with pytest.raises(ArgError):
         parse_addsource("telegram https://example.com/some_chan")
+    with pytest.raises(ArgError):  # urllib cannot split it: was a ValueError out of the handler
+        parse_addsource("rss http://[::1")
     assert parse_addsource("rss https://www.example.org/x.xml").name == "example.org"
 
 

@@ -71,6 +71,7 @@ def test_durations() -> None:
         ('[ingest]\ndefault_interval = "99999999999999d"\n', "ingest.default_interval: Value error, duration too long"),
         ('[database]\nurl = "mysql://x"\n', "database.url"),
         ('[[sources]]\nname = "a"\nkind = "rss"\n', "sources[0]"),
+        ('[[sources]]\nname = "a"\nkind = "rss"\nurl = "http://[::1/feed"\n', "has no valid host"),
         ('[[sources]]\nname = "a"\nkind = "carrier-pigeon"\nurl = "http://x"\n', "sources[0].kind"),
         (
             '[[sources]]\nname="a"\nkind="telegram"\nchannel="abc"\n[[sources]]\nname="a"\nkind="telegram"\n'

@@ -261,6 +261,37 @@ def test_feed_parser_never_raises_anything_but_feed_error(data: bytes) -> None:
         assert post.published_at is None or post.published_at.tzinfo is UTC
 
 
+_LINKED_ITEM = (
+    '<rss version="2.0"><channel><item><title>t</title><link>{0}</link><guid>{1}</guid></item></channel></rss>'
+)
+_URLISH = st.text(alphabet="htps:/[]@%?#&=.:-_~0123456789abcdefxyz ", max_size=60)
+
+
+@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(link=st.one_of(_URLISH, _URLISH.map(lambda t: "http://" + t), _URLISH.map(lambda t: "/" + t)), guid=_URLISH)
+def test_feed_parser_survives_any_entry_link(link: str, guid: str) -> None:
+    """Links come from the remote feed and are resolved against the feed's URL: whatever they are
+    (unclosed IPv6 brackets, bad ports, junk), the feed parses and every URL kept is http(s)."""
+    from xml.sax.saxutils import escape
+
+    feed = parse_feed(_LINKED_ITEM.format(escape(link), escape(guid)).encode(), url="http://feeds.example.org/f")
+    for post in feed.posts:
+        assert post.url is None or post.url.startswith(("http://", "https://"))
+
+
+def test_an_unsplittable_entry_link_costs_that_link_not_the_feed() -> None:
+    """One item whose link urllib cannot split ("http://[bad" raised ValueError out of parse_feed, so the
+    whole source failed every poll until it was disabled) keeps its text and guid, without a URL."""
+    feed = parse_feed(
+        b'<rss version="2.0"><channel><title>t</title>'
+        b"<item><title>A</title><link>http://[bad/x</link><guid>g1</guid><description>one</description></item>"
+        b"<item><title>B</title><link>/rel</link><guid>g2</guid><description>two</description></item>"
+        b"</channel></rss>",
+        url="http://feeds.example.org/f",
+    )
+    assert [(p.external_id, p.url) for p in feed.posts] == [("g1", None), ("g2", "http://feeds.example.org/rel")]
+
+
 @settings(max_examples=100, deadline=1000)
 @given(st.binary(max_size=3000))
 def test_prepare_feed_bytes_always_yields_utf8(data: bytes) -> None:

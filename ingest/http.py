@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,11 +74,11 @@ class HttpResponse:
 
     @property
     def etag(self) -> str | None:
-        return self.headers.get("etag")
+        return sendable_validator(self.headers.get("etag"))
 
     @property
     def last_modified(self) -> str | None:
-        return self.headers.get("last-modified")
+        return sendable_validator(self.headers.get("last-modified"))
 
     @property
     def content_type(self) -> str:
@@ -108,6 +109,22 @@ class FetchLimits:
             deadline=settings.timeout.total_seconds(),
             max_redirects=settings.max_redirects,
         )
+
+
+_VALIDATOR_RE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e\t]{0,1022}[\x21-\x7e])?")
+
+
+def sendable_validator(value: str | None) -> str | None:
+    """An ETag / Last-Modified value we can send back as If-None-Match / If-Modified-Since, else None.
+
+    The server's bytes come back to it on the next poll. One non-ASCII or control character there made
+    httpx refuse every later request of that source (UnicodeEncodeError) until it was auto-disabled;
+    without the validator the next poll is a plain GET, which costs a parse, not the source.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    return value if _VALIDATOR_RE.fullmatch(value) else None
 
 
 def make_client(settings: IngestSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
@@ -275,9 +292,11 @@ async def _fetch(
     now: datetime | None,
 ) -> HttpResponse:
     headers: dict[str, str] = {}
-    if etag:
+    # Checked again on the way out: a validator stored before it was checked on the way in must not
+    # fail every later request of its source.
+    if etag := sendable_validator(etag):
         headers["If-None-Match"] = etag
-    if last_modified:
+    if last_modified := sendable_validator(last_modified):
         headers["If-Modified-Since"] = last_modified
     if accept:
         headers["Accept"] = accept

@@ -333,6 +333,28 @@ async def test_fetch_feed_then_conditional_poll_returns_not_modified(local_serve
     assert request.headers["if-modified-since"] == "Tue, 05 Mar 2024 10:30:00 GMT"
 
 
+async def test_a_validator_we_cannot_send_back_is_dropped_not_kept(local_server: LocalServer, client) -> None:
+    """A server's ETag / Last-Modified with a non-ASCII or control character used to be stored and sent
+    back, and httpx refused every later request of that source (UnicodeEncodeError) until ingest
+    disabled it. Now such a validator is not kept, and one already stored is not sent: plain GETs."""
+    local_server.route(
+        "/odd",
+        Reply(
+            body=fixture_bytes("feeds", "wire.rss.xml"),
+            content_type=RSS_TYPE,
+            etag='"caf\xe9"',
+            last_modified="Tue, 05 Mar 2024 10:30:00 GMT\x7f",
+        ),
+    )
+    url = local_server.url("/odd")
+    first = await fetch_feed(client, url=url, etag=None, last_modified=None, settings=SETTINGS)
+    assert first.status is FetchStatus.OK and (first.etag, first.last_modified) == (None, None)
+    stored = await fetch_feed(client, url=url, etag='"caf\xe9"', last_modified="x\ny", settings=SETTINGS)
+    assert stored.status is FetchStatus.OK and len(stored.posts) == 4, stored.error
+    request = local_server.requests("/odd")[-1]
+    assert "if-none-match" not in request.headers and "if-modified-since" not in request.headers
+
+
 async def test_fetch_feed_gzip_and_http_charset(local_server: LocalServer, client) -> None:
     body = _cyrillic("cp1251", "utf-8")
     local_server.route("/ru", Reply(body=body, gzip=True, content_type="text/xml; charset=windows-1251"))

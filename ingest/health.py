@@ -15,7 +15,9 @@ class FailurePlan:
 
 def backoff_delay(failures: int, *, interval: timedelta, cap: timedelta, rng: random.Random | None = None) -> timedelta:
     """Exponential from the source's own interval, capped, with ±20% jitter so failed sources spread out."""
-    base = min(cap.total_seconds(), interval.total_seconds() * (2 ** max(0, failures - 1)))
+    # The exponent stops at 60 (already far past any cap): with "never disable" settings a source can
+    # fail thousands of times, and 2 ** 1024 no longer converts to a float.
+    base = min(cap.total_seconds(), interval.total_seconds() * (2 ** min(60, max(0, failures - 1))))
     jitter = (rng or random).uniform(0.8, 1.2)
     return timedelta(seconds=min(cap.total_seconds(), base * jitter))
 

@@ -27,6 +27,9 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     assert delays[0] <= timedelta(minutes=12) and delays[3] >= timedelta(minutes=60)
     assert all(d <= cap for d in delays) and delays[-1] >= cap * 0.8
     assert len({round(d.total_seconds()) for d in delays[:4]}) == 4
+    # A source allowed to fail forever (disable_after_failures set very high) stays at the cap; 2 ** 1100
+    # used to overflow the float and make recording the failure itself fail.
+    assert cap * 0.8 <= backoff_delay(100_000, interval=interval, cap=cap, rng=rng) <= cap
 
 
 def test_retry_after_and_disable_plan() -> None:

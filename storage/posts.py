@@ -155,9 +155,16 @@ def store_posts(
     return result
 
 
+# Longer canonical URLs are not used to link copies: PostgreSQL's B-tree refuses index rows over 2,704
+# bytes, and one such URL failed its source's whole poll, every poll. The post keeps its `url` anyway.
+MAX_LINKED_URL_CHARS = 2_000
+
+
 def _row(
     source_id: int, item: PostLike, canonical: str | None, digest: str, now: datetime, backfill: bool
 ) -> dict[str, object]:
+    if canonical is not None and len(canonical) > MAX_LINKED_URL_CHARS:
+        canonical = None
     return {
         "source_id": source_id,
         "external_id": item.external_id,

@@ -260,6 +260,36 @@ def test_a_reader_neither_waits_for_nor_blocks_the_sqlite_writer(sqlite_engine: 
     assert time.perf_counter() - started < 5  # the busy timeout is 30 s: nothing waited for a lock
 
 
+def test_oversized_remote_values_cost_the_excess_not_the_poll(engine: sa.Engine) -> None:
+    """A 3 MB text of distinct words and an 8,000-character URL without trackers to strip: on PostgreSQL
+    the first overflowed the full-text vector (1 MB) and the second the URL index's row size (2,704
+    bytes), failing the source's whole poll, every poll. Now both posts are stored: the text cut at
+    MAX_TEXT_CHARS and still searchable, the long URL kept but not used to link copies."""
+    import random
+    import string
+
+    from ingest.types import MAX_TEXT_CHARS
+    from storage.posts import MAX_LINKED_URL_CHARS
+
+    rnd = random.Random(5)
+    words = ["".join(rnd.choices(string.ascii_lowercase, k=rnd.randint(5, 11))) for _ in range(300_000)]
+    huge = replace(_raw(1), text="zyzzyvafirst " + " ".join(words))
+    long_url = "https://example.org/a?" + "".join(rnd.choices(string.ascii_letters + string.digits, k=8000))
+    linked = replace(_raw(2), url=long_url)
+    assert len(huge.text) == MAX_TEXT_CHARS and huge.text.endswith("…") and len(long_url) > MAX_LINKED_URL_CHARS
+    with session_scope(engine) as session:
+        sid = _source(session)
+        result = store_posts(sid, [huge, linked], session=session, now=NOW, from_backfill=True)
+    assert len(result.new) == 2
+    with Session(engine) as session:
+        stored = {p.external_id: p for p in session.exec(select(Post)).all()}
+        assert stored[huge.external_id].text == huge.text
+        assert stored[linked.external_id].url == long_url and stored[linked.external_id].canonical_url is None
+        assert [h.post_id for h in search_posts("zyzzyvafirst", session=session, now=NOW).hits] == [
+            stored[huge.external_id].id
+        ]
+
+
 def test_store_posts_round_trips_every_field(engine: sa.Engine) -> None:
     """The bulk insert (an unnest of arrays on PostgreSQL) stores each value as the ORM would read it."""
     full = replace(_raw(1), views=15300, forwarded_from="Baza", link_title="Preview", media=("photo", "video"))

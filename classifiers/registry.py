@@ -77,19 +77,34 @@ def _check_version(version: str) -> str:
     return version
 
 
+def check_writable(models_dir: Path) -> None:
+    """Raise RegistryError now if models_dir cannot take a new model: before a training that would
+    otherwise take a minute and then fail to save."""
+    _write_atomic(models_dir / ".write-check", b"")
+    with contextlib.suppress(OSError):
+        (models_dir / ".write-check").unlink()
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write to a temp file in the same directory, fsync, then os.replace: readers see old or new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # not a directory, no permission, read-only: classifier.models_dir is wrong
+        raise RegistryError(
+            f"cannot write to the model directory {path.parent} (classifier.models_dir): {exc.strerror or exc}"
+        ) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # disk full, quota: the old file is intact
+            raise RegistryError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
 
 

@@ -33,6 +33,7 @@ from classifiers.registry import (
     RegistryError,
     activate,
     active_version,
+    check_writable,
     load_model,
     save_model,
 )
@@ -182,6 +183,7 @@ def train(
     """
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
+    check_writable(models_dir)
     if corpus is None:
         try:
             corpus = load_corpus(taxonomy)

@@ -16,6 +16,7 @@ from classifiers.registry import (
     POINTER,
     CorruptModelError,
     ModelNotFoundError,
+    RegistryError,
     UntrustedModelError,
     activate,
     active_version,
@@ -151,7 +152,7 @@ def test_pointer_swap_is_atomic(tmp_path: Path, fitted: FrameClassifier, monkeyp
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(RegistryError, match="disk full"):  # phrased for the operator, not a raw OSError
         activate(tmp_path, second)
     monkeypatch.undo()
     # The old pointer is intact and no half-written temp file is left behind.
@@ -180,6 +181,21 @@ def test_tagger_bootstraps_a_model_when_none_is_active(tmp_path: Path, corpus: l
     with pytest.raises(UntrustedModelError):
         load_tagger(tmp_path, now=NOW + timedelta(hours=2), corpus=corpus, progress=messages.append)
     assert active_version(tmp_path) == rebuilt.version
+
+
+def test_an_unusable_models_dir_is_a_registry_error_before_training(tmp_path: Path, fitted: FrameClassifier) -> None:
+    """classifier.models_dir pointing at a file (or anywhere unwritable) used to end in a raw
+    FileExistsError / PermissionError traceback, after a minute of training on a fresh install."""
+    import time
+
+    not_a_dir = tmp_path / "models"
+    not_a_dir.write_text("a file where the directory should be")
+    with pytest.raises(RegistryError, match=r"classifier\.models_dir"):
+        _save(not_a_dir, fitted)
+    started = time.perf_counter()
+    with pytest.raises(RegistryError, match="cannot write to the model directory"):
+        load_tagger(not_a_dir, now=NOW, progress=lambda _m: None)
+    assert time.perf_counter() - started < 5, "refused before training, not after"
 
 
 def test_tagger_classifies_in_batches_with_evidence(tmp_path: Path, fitted: FrameClassifier) -> None:

@@ -72,6 +72,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}  # backend → the driver framewatch ships
+
+
 class DatabaseSettings(_Section):
     url: str = "sqlite:///framewatch.db"
     # Connections per process (PostgreSQL); unset = sized for the process's role (ingest 4, deliver 3,
@@ -81,8 +84,20 @@ class DatabaseSettings(_Section):
     @field_validator("url")
     @classmethod
     def _known_backend(cls, v: str) -> str:
-        if not (v.startswith("sqlite") or v.startswith("postgresql")):
+        """The two backends framewatch ships drivers for, and a SQLite database that is a file."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(v)
+        except ArgumentError:
+            url = None
+        backend, _, driver = url.drivername.partition("+") if url is not None else ("", "", "")
+        if (backend, driver or _DRIVERS.get(backend)) not in _DRIVERS.items():
             raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        if backend == "sqlite" and (url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"):
+            # Each thread's connection would get its own empty database, and all of it is lost at exit.
+            raise ValueError("an in-memory SQLite database cannot work here; give a file, e.g. sqlite:///framewatch.db")
         return v
 
 

@@ -70,6 +70,9 @@ def test_durations() -> None:
         ('[ingest]\nbackfill_pages = "many"\n', "ingest.backfill_pages"),
         ('[ingest]\ndefault_interval = "99999999999999d"\n', "ingest.default_interval: Value error, duration too long"),
         ('[database]\nurl = "mysql://x"\n', "database.url"),
+        ('[database]\nurl = "postgresql+asyncpg://h/db"\n', "database.url"),  # a driver not shipped: was a traceback
+        ('[database]\nurl = "sqlitefoo:///x"\n', "database.url"),
+        ('[database]\nurl = "sqlite:///:memory:"\n', "database.url: Value error, an in-memory SQLite database"),
         ('[[sources]]\nname = "a"\nkind = "rss"\n', "sources[0]"),
         ('[[sources]]\nname = "a"\nkind = "rss"\nurl = "http://[::1/feed"\n', "has no valid host"),
         ('[[sources]]\nname = "a"\nkind = "carrier-pigeon"\nurl = "http://x"\n', "sources[0].kind"),

@@ -186,24 +186,26 @@ async def run_bot(
     async with app:
         await app.start()
         assert app.updater is not None
-        if receive_updates and tg.mode == "webhook":
-            assert tg.webhook_url is not None
-            try:
-                await app.updater.start_webhook(
-                    listen=tg.webhook_listen,
-                    port=tg.webhook_port,
-                    url_path=urlsplit(tg.webhook_url).path.lstrip("/"),
-                    webhook_url=tg.webhook_url,
-                    secret_token=tg.webhook_secret.get_secret_value() if tg.webhook_secret else None,
-                    allowed_updates=Update.ALL_TYPES,
-                )
-            except RuntimeError as exc:
-                await app.stop()
-                raise RuntimeError(f"webhook mode needs python-telegram-bot[webhooks] (tornado): {exc}") from None
-        elif receive_updates:
-            await app.updater.start_polling(allowed_updates=Update.ALL_TYPES)
-        waker = asyncio.create_task(_wake_on(outbox_changed, app)) if outbox_changed is not None else None
+        waker: asyncio.Task[None] | None = None
+        # Stopped on every way out, a failed start_polling/start_webhook included: leaving `async with`
+        # with the application still running would turn that error into "still running" RuntimeError.
         try:
+            if receive_updates and tg.mode == "webhook":
+                assert tg.webhook_url is not None
+                try:
+                    await app.updater.start_webhook(
+                        listen=tg.webhook_listen,
+                        port=tg.webhook_port,
+                        url_path=urlsplit(tg.webhook_url).path.lstrip("/"),
+                        webhook_url=tg.webhook_url,
+                        secret_token=tg.webhook_secret.get_secret_value() if tg.webhook_secret else None,
+                        allowed_updates=Update.ALL_TYPES,
+                    )
+                except RuntimeError as exc:
+                    raise RuntimeError(f"webhook mode needs python-telegram-bot[webhooks] (tornado): {exc}") from None
+            elif receive_updates:
+                await app.updater.start_polling(allowed_updates=Update.ALL_TYPES)
+            waker = asyncio.create_task(_wake_on(outbox_changed, app)) if outbox_changed is not None else None
             await (stop or asyncio.Event()).wait()
         finally:
             if waker is not None:

@@ -244,3 +244,22 @@ async def test_run_with_a_refused_token_exits_2_without_printing_it(tmp_path: Pa
     assert proc.returncode == 2, printed
     assert "telegram.token" in printed and "refused" in printed
     assert ODD_TOKEN not in printed and "Traceback" not in printed
+
+
+async def test_a_failed_start_of_polling_is_retried_too(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """getMe answered, then the Bot API failed deleteWebhook (polling's bootstrap): the application was
+    left running inside `async with`, so the NetworkError surfaced as "still running" RuntimeError and
+    was never retried. Now it is stopped, and the next attempt serves."""
+    import bot.app
+
+    monkeypatch.setattr(bot.app, "START_RETRY_FIRST", 0.2)
+    async with FakeBotAPI(ODD_TOKEN) as fake:
+        fake.add_fault("5xx", method="deleteWebhook", count=1)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_bot_until(make_settings(fake, token=ODD_TOKEN), engine=engine, stop=stop))
+        try:
+            assert "Hello!" in visible(await ask(fake, USER, "/start", timeout=30))
+            assert len(fake.calls_to("getMe")) >= 2 and [c.status for c in fake.calls_to("deleteWebhook")][:1] == [500]
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)

@@ -34,6 +34,12 @@ from storage.models import Outbox, utcnow
 
 log = logging.getLogger(__name__)
 
+
+class BotStartError(RuntimeError):
+    """The bot cannot start as configured (webhook port taken, webhook extra missing); phrased for the
+    operator, naming the setting."""
+
+
 # Seconds between attempts to reach the Bot API at start: doubling from the first to the cap.
 START_RETRY_FIRST = 2.0
 START_RETRY_MAX = 60.0
@@ -202,7 +208,12 @@ async def run_bot(
                         allowed_updates=Update.ALL_TYPES,
                     )
                 except RuntimeError as exc:
-                    raise RuntimeError(f"webhook mode needs python-telegram-bot[webhooks] (tornado): {exc}") from None
+                    raise BotStartError(f"webhook mode needs python-telegram-bot[webhooks] (tornado): {exc}") from None
+                except OSError as exc:  # the port is taken, or the address is not this machine's
+                    raise BotStartError(
+                        f"telegram.webhook_port: cannot listen on {tg.webhook_listen}:{tg.webhook_port}: "
+                        f"{exc.strerror or exc}"
+                    ) from None
             elif receive_updates:
                 await app.updater.start_polling(allowed_updates=Update.ALL_TYPES)
             waker = asyncio.create_task(_wake_on(outbox_changed, app)) if outbox_changed is not None else None

@@ -109,6 +109,7 @@ def run(
     Without a Telegram token it runs in console mode and prints alerts."""
     from telegram.error import InvalidToken
 
+    from bot.app import BotStartError
     from framewatch.runtime import run_service
 
     st = state(ctx)
@@ -116,6 +117,8 @@ def run(
         asyncio.run(run_service(st.settings, role=role.value, console=st.console))
     except InvalidToken:  # its message quotes the token: never print it
         fail("telegram.token: the Bot API refused this token (check telegram.token or FRAMEWATCH_TELEGRAM_TOKEN)")
+    except BotStartError as exc:
+        fail(str(exc))
 
 
 @sources_app.command("list")

@@ -263,3 +263,38 @@ async def test_a_failed_start_of_polling_is_retried_too(engine: sa.Engine, monke
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
+
+
+async def test_run_with_the_webhook_port_taken_exits_2_naming_it(tmp_path: Path) -> None:
+    """A webhook port already in use was an OSError traceback out of `framewatch run`."""
+    pytest.importorskip("tornado", reason="webhook mode needs python-telegram-bot[webhooks]")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        async with FakeBotAPI(ODD_TOKEN) as fake:
+            config = tmp_path / "framewatch.toml"
+            config.write_text(
+                f'[database]\nurl = "sqlite:///{tmp_path / "fw.db"}"\n[telegram]\nmode = "webhook"\n'
+                f'webhook_url = "https://bot.example.org/hook"\nwebhook_listen = "127.0.0.1"\nwebhook_port = {port}\n'
+                f'api_base_url = "{fake.base_url}"\nbase_file_url = "{fake.base_file_url}"\n',
+                encoding="utf-8",
+            )
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                "from framewatch.cli import main; main()",
+                "--config",
+                str(config),
+                "run",
+                "--role",
+                "bot",
+                env={**os.environ, "FRAMEWATCH_TELEGRAM_TOKEN": ODD_TOKEN, "COLUMNS": "250"},
+                cwd=tmp_path,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), 120)
+    printed = (out + err).decode()
+    assert proc.returncode == 2, printed
+    assert f"telegram.webhook_port: cannot listen on 127.0.0.1:{port}" in printed and "Traceback" not in printed

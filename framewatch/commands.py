@@ -113,6 +113,10 @@ def run(
     from framewatch.runtime import run_service
 
     st = state(ctx)
+    if st.settings.telegram.token is None and role in (Role.bot, Role.deliver):
+        # Console mode prints alerts as ingestion stores them, so only a process that ingests has any.
+        fail(f"--role {role.value} needs telegram.token (or FRAMEWATCH_TELEGRAM_TOKEN); without one, run "
+             "--role all (console mode: alerts are printed) or --role ingest")  # fmt: skip
     try:
         asyncio.run(run_service(st.settings, role=role.value, console=st.console))
     except InvalidToken:  # its message quotes the token: never print it

@@ -198,6 +198,12 @@ class TelegramSettings(_Section):
     webhook_secret: SecretStr | None = None
     telethon: TelethonSettings = Field(default_factory=TelethonSettings)
 
+    @field_validator("token", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: Any) -> Any:
+        # FRAMEWATCH_TELEGRAM_TOKEN= (set but empty) means "no token": console mode, not a refused token.
+        return None if isinstance(v, str) and not v.strip() else v
+
     @model_validator(mode="after")
     def _webhook_needs_url(self) -> TelegramSettings:
         if self.mode == "webhook" and not self.webhook_url:

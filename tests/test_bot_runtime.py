@@ -298,3 +298,20 @@ async def test_run_with_the_webhook_port_taken_exits_2_naming_it(tmp_path: Path)
     printed = (out + err).decode()
     assert proc.returncode == 2, printed
     assert f"telegram.webhook_port: cannot listen on 127.0.0.1:{port}" in printed and "Traceback" not in printed
+
+
+@pytest.mark.parametrize("role", ["bot", "deliver"])
+def test_a_telegram_role_without_a_token_is_refused(tmp_path: Path, role: str) -> None:
+    """It used to start and promise console-mode alerts, then wait forever printing nothing: in console
+    mode alerts are printed by the process that ingests, and these roles do not."""
+    from typer.testing import CliRunner
+
+    from framewatch import commands  # noqa: F401  (registers the sub-commands)
+    from framewatch.cli import app
+
+    config = tmp_path / "framewatch.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "fw.db"}"\n', encoding="utf-8")
+    env = {"COLUMNS": "250", "FRAMEWATCH_TELEGRAM_TOKEN": ""}
+    result = CliRunner().invoke(app, ["--config", str(config), "run", "--role", role], env=env)
+    assert result.exit_code == 2, result.output
+    assert f"--role {role} needs telegram.token" in result.output

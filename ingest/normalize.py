@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from encodings import cp1251
 from html import unescape
-from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_plus, urljoin, urlsplit, urlunsplit
 
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from selectolax.lexbor import LexborNode as Node
@@ -225,6 +225,17 @@ def first_line_title(text: str, limit: int = 140) -> str:
 def _is_tracking(key: str) -> bool:
     k = unquote_plus(key).strip().lower()
     return k.startswith("utm_") or k in TRACKING_PARAMS
+
+
+def resolve_link(link: str | None, base_url: str | None) -> str | None:
+    """A feed entry's link resolved against the feed's URL; None for one urllib cannot split (an
+    unclosed IPv6 bracket, a bad port): that item keeps no URL instead of failing the whole feed."""
+    if not link or not base_url:
+        return link
+    try:
+        return urljoin(base_url, link)
+    except ValueError:
+        return None
 
 
 def canonical_url(url: str | None) -> str | None:

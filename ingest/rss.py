@@ -22,7 +22,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import urljoin
 
 import feedparser
 import httpx
@@ -30,7 +29,15 @@ import httpx
 from framewatch.config import IngestSettings
 from ingest.fulltext import fetch_full_text
 from ingest.http import FetchError, FetchLimits, fetch_url
-from ingest.normalize import canonical_url, clean_text, guess_language, html_to_text, plain_title, to_utc
+from ingest.normalize import (
+    canonical_url,
+    clean_text,
+    guess_language,
+    html_to_text,
+    plain_title,
+    resolve_link,
+    to_utc,
+)
 from ingest.types import FetchResult, FetchStatus, RawPost
 
 FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
@@ -200,17 +207,6 @@ def _detail_text(value: str | None, detail: Any) -> str:
     return html_to_text(value) if _is_html(value, detail) else clean_text(value)
 
 
-def _absolute(link: str | None, base_url: str | None) -> str | None:
-    """The entry's link resolved against the feed's URL; None for one urllib cannot split (an unclosed
-    IPv6 bracket, a bad port): that item keeps no URL instead of failing the whole feed."""
-    if not link or not base_url:
-        return link
-    try:
-        return urljoin(base_url, link)
-    except ValueError:
-        return None
-
-
 def _external_id(entry: Any, url: str | None, title: str, text: str, published: datetime | None) -> str:
     guid = clean_text(str(entry.get("id") or ""))
     candidate = guid or url
@@ -251,7 +247,7 @@ def entry_to_post(
     else:
         text = _detail_text(entry.get("summary"), entry.get("summary_detail"))
     link = entry.get("link")
-    url = canonical_url(_absolute(link, base_url))
+    url = canonical_url(resolve_link(link, base_url))
     published = None
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         if published := to_utc(entry.get(key)):

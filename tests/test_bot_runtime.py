@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from bot.alerts import enqueue_alerts
 from bot.app import build_application, deliver_to_console, run_bot, run_bot_until
 from framewatch.logs import RedactingFilter, setup_logging
 from storage.models import Outbox, utcnow
+from tests.cli import run_framewatch
 from tests.fakebotapi import FakeBotAPI
 from tests.test_bot_support import (
     ADMIN,
@@ -36,6 +35,7 @@ from tests.test_bot_support import (
 
 # A token that does not even look like one, so only the registered secret can hide it.
 ODD_TOKEN = "odd-token_WITHOUT.the-usual-shape"
+TOKEN_ENV = {"FRAMEWATCH_TELEGRAM_TOKEN": ODD_TOKEN}
 
 
 @pytest.fixture
@@ -227,21 +227,10 @@ async def test_run_with_a_refused_token_exits_2_without_printing_it(tmp_path: Pa
             f'[telegram]\napi_base_url = "{fake.base_url}"\nbase_file_url = "{fake.base_file_url}"\n',
             encoding="utf-8",
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "from framewatch.cli import main; main()",
-            "--config",
-            str(config),
-            "run",
-            env={**os.environ, "FRAMEWATCH_TELEGRAM_TOKEN": ODD_TOKEN, "COLUMNS": "250"},
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
-    printed = (out + err).decode()
-    assert proc.returncode == 2, printed
+        # In a thread: the fake Bot API answers the child from this test's event loop.
+        done = await asyncio.to_thread(run_framewatch, "--config", str(config), "run", env=TOKEN_ENV, cwd=tmp_path)
+    printed = done.stdout + done.stderr
+    assert done.returncode == 2, printed
     assert "telegram.token" in printed and "refused" in printed
     assert ODD_TOKEN not in printed and "Traceback" not in printed
 
@@ -280,23 +269,10 @@ async def test_run_with_the_webhook_port_taken_exits_2_naming_it(tmp_path: Path)
                 f'api_base_url = "{fake.base_url}"\nbase_file_url = "{fake.base_file_url}"\n',
                 encoding="utf-8",
             )
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                "from framewatch.cli import main; main()",
-                "--config",
-                str(config),
-                "run",
-                "--role",
-                "bot",
-                env={**os.environ, "FRAMEWATCH_TELEGRAM_TOKEN": ODD_TOKEN, "COLUMNS": "250"},
-                cwd=tmp_path,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            out, err = await asyncio.wait_for(proc.communicate(), 120)
-    printed = (out + err).decode()
-    assert proc.returncode == 2, printed
+            args = ("--config", str(config), "run", "--role", "bot")
+            done = await asyncio.to_thread(run_framewatch, *args, env=TOKEN_ENV, cwd=tmp_path)
+    printed = done.stdout + done.stderr
+    assert done.returncode == 2, printed
     assert f"telegram.webhook_port: cannot listen on 127.0.0.1:{port}" in printed and "Traceback" not in printed
 
 

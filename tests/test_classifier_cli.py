@@ -165,9 +165,7 @@ def test_train_core_refuses_bad_labels_and_keeps_the_active_model(registry: Path
 def test_ingest_and_run_refuse_a_tampered_model_in_one_line(tmp_path: Path, registry: Path) -> None:
     """The commands that load the model without handling registry errors themselves (`ingest`, `run`) end
     with the refusal and what to do next, exit 2, through the real entry point: not a traceback."""
-    import os
-    import subprocess
-    import sys
+    from tests.cli import run_framewatch
 
     version = active_version(registry)
     model = registry / f"{version}.skops"
@@ -175,20 +173,11 @@ def test_ingest_and_run_refuse_a_tampered_model_in_one_line(tmp_path: Path, regi
     blob[len(blob) // 2] ^= 0xFF
     model.write_bytes(bytes(blob))
     env = {
-        **os.environ,
         "FRAMEWATCH_CLASSIFIER__MODELS_DIR": str(registry),
         "FRAMEWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'fw.db'}",
-        "COLUMNS": "250",
     }
     for command in (["ingest", "--once"], ["run"]):
-        done = subprocess.run(
-            [sys.executable, "-c", "from framewatch.cli import main; main()", *command],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-        )
+        done = run_framewatch(*command, env=env, cwd=tmp_path)
         assert done.returncode == 2, done.stderr
         assert "does not match the sha256" in done.stderr and "framewatch model use VERSION" in done.stderr
         assert "Traceback" not in done.stderr

@@ -141,25 +141,15 @@ def test_example_is_plain_toml() -> None:
 def test_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path, kind: str, free_port: int) -> None:
     """A database that is down or cannot be opened is an operator's problem: the real `framewatch`
     entry point says so in one line naming the setting, exits 1, and never prints the password."""
-    import os
-    import subprocess
-    import sys
+    from tests.cli import run_framewatch
 
     url = (
         f"postgresql+psycopg://fw:s3cret-pw@127.0.0.1:{free_port}/test"
         if kind == "postgres-refused"
         else f"sqlite:///{tmp_path}"  # a directory: SQLite cannot open it as a file
     )
-    env = {**os.environ, "FRAMEWATCH_DATABASE_URL": url, "COLUMNS": "250"}
     for command in (["sources", "list"], ["run"]):
-        done = subprocess.run(
-            [sys.executable, "-c", "from framewatch.cli import main; main()", *command],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-        )
+        done = run_framewatch(*command, env={"FRAMEWATCH_DATABASE_URL": url}, cwd=tmp_path)
         assert done.returncode == 1, done.stderr
         assert "database unavailable" in done.stderr and "database.url" in done.stderr
         assert ("refused" if kind == "postgres-refused" else "unable to open database file") in done.stderr

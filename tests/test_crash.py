@@ -7,7 +7,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from framewatch.localserver import LocalServer, Reply
+from tests.cli import framewatch_command
 
 pytestmark = pytest.mark.slow
 
@@ -86,10 +86,6 @@ models_dir = "{models_dir}"
     return cfg
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from framewatch.cli import main; main()", *args]
-
-
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("FRAMEWATCH_")}
 
@@ -110,7 +106,7 @@ def test_kill_during_backfill_stores_every_post_once(
     for _ in range(KILL_ROUNDS):
         local_server.clear_log()
         proc = subprocess.Popen(
-            _cli("--config", str(cfg), "ingest", "--once"),
+            framewatch_command("--config", str(cfg), "ingest", "--once"),
             env=_env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -124,7 +120,11 @@ def test_kill_during_backfill_stores_every_post_once(
         time.sleep(3.5)
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'crash.db'}")
     done = subprocess.run(
-        _cli("--config", str(cfg), "ingest", "--once"), env=_env(), capture_output=True, text=True, timeout=300
+        framewatch_command("--config", str(cfg), "ingest", "--once"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     with engine.connect() as conn:
@@ -148,7 +148,7 @@ def test_kill_during_retraining_leaves_active_model_intact(tmp_path: Path, model
     rng = random.Random(7)
     for _ in range(KILL_ROUNDS):
         proc = subprocess.Popen(
-            _cli("--config", str(cfg), "train", "--force"),
+            framewatch_command("--config", str(cfg), "train", "--force"),
             env=_env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -20,7 +20,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -37,6 +36,7 @@ import pytest
 import sqlalchemy as sa
 
 from framewatch.localserver import ATOM_TYPE, HTML_TYPE, RSS_TYPE, LocalServer, RecordedRequest, Reply
+from tests.cli import framewatch_command
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "classifiers" / "corpus"
@@ -346,10 +346,9 @@ class WorkerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEWATCH_")}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
         env["FRAMEWATCH_INGEST__USER_AGENT"] = name
-        command = [sys.executable, "-c", "from framewatch.cli import main; main()"]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [*command, "--config", str(config), "run", "--role", role],
+                framewatch_command("--config", str(config), "run", "--role", role),
                 cwd=REPO,
                 env=env,
                 stdin=subprocess.DEVNULL,

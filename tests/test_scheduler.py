@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from ingest.scheduler import add_ingest_job
 from storage.db import session_scope
 from storage.models import Post, Source
 from storage.sources import sync_sources
+from tests.cli import framewatch_command
 from tests.httpserver import fixture_bytes
 
 RSS = "application/rss+xml; charset=utf-8"
@@ -119,7 +119,7 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path, local_server: LocalServer,
     cfg = _write_config(tmp_path, local_server, models_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEWATCH_")}
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from framewatch.cli import main; main()", "--config", str(cfg), "run"],
+        framewatch_command("--config", str(cfg), "run"),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -21,7 +21,7 @@ from framewatch.config import Settings
 from framewatch.wiring import open_database
 from ingest.fetch import build_fetcher
 from ingest.http import make_client
-from ingest.pipeline import Ingestor, NewPostsHook, PollReport
+from ingest.pipeline import Ingestor, NewPostsHook, PollReport, SourceDisabledHook
 from ingest.scheduler import add_ingest_job
 from storage.db import read_scope, session_scope
 from storage.sources import sync_sources
@@ -84,14 +84,7 @@ async def ingest_once(
         _check_names(engine, names)
         tagger = load_tagger(settings, console)
         async with make_client(settings.ingest) as client:
-            ingestor = Ingestor(
-                engine=engine,
-                settings=settings.ingest,
-                client=client,
-                fetch=build_fetcher(settings.telegram.telethon),
-                tagger=tagger,
-                on_new_posts=_alert_hook(settings),
-            )
+            ingestor = _ingestor(settings, engine, client, tagger)
             if console is not None and console.is_terminal:
                 with Progress(console=console, transient=True) as bar:
                     task = bar.add_task("polling sources", total=None)
@@ -106,6 +99,21 @@ async def ingest_once(
     finally:
         engine.dispose()
     return reports
+
+
+def _ingestor(  # type: ignore[no-untyped-def]
+    settings: Settings, engine: sa.Engine, client, tagger, *, on_source_disabled: SourceDisabledHook | None = None
+) -> Ingestor:
+    """framewatch's fetchers and alert hook around one engine and HTTP client: a one-off pass or the service."""
+    return Ingestor(
+        engine=engine,
+        settings=settings.ingest,
+        client=client,
+        fetch=build_fetcher(settings.telegram.telethon),
+        tagger=tagger,
+        on_new_posts=_alert_hook(settings),
+        on_source_disabled=on_source_disabled,
+    )
 
 
 def _check_names(engine: sa.Engine, names: Sequence[str]) -> None:
@@ -197,15 +205,7 @@ async def run_service(settings: Settings, *, role: str, console: Console) -> Non
     async with make_client(settings.ingest) as client:
         if role in ("all", "ingest"):
             tagger = await asyncio.to_thread(FollowingTagger, settings, console)
-            ingestor = Ingestor(
-                engine=engine,
-                settings=settings.ingest,
-                client=client,
-                fetch=build_fetcher(settings.telegram.telethon),
-                tagger=tagger,
-                on_new_posts=_alert_hook(settings),
-                on_source_disabled=_disabled_hook(settings),
-            )
+            ingestor = _ingestor(settings, engine, client, tagger, on_source_disabled=_disabled_hook(settings))
             if console_mode and role == "all":
                 from framewatch.console import console_alert_printer
 

@@ -24,6 +24,7 @@ from ingest.http import make_client
 from ingest.pipeline import Ingestor, NewPostsHook, PollReport, SourceDisabledHook
 from ingest.scheduler import add_ingest_job
 from storage.db import read_scope, session_scope
+from storage.models import Source
 from storage.sources import sync_sources
 
 log = logging.getLogger(__name__)
@@ -101,10 +102,10 @@ async def ingest_once(
     return reports
 
 
-def _ingestor(  # type: ignore[no-untyped-def]
-    settings: Settings, engine: sa.Engine, client, tagger, *, on_source_disabled: SourceDisabledHook | None = None
-) -> Ingestor:
-    """framewatch's fetchers and alert hook around one engine and HTTP client: a one-off pass or the service."""
+def _ingestor(settings: Settings, engine: sa.Engine, client, tagger) -> Ingestor:  # type: ignore[no-untyped-def]
+    """framewatch's fetchers and hooks around one engine and HTTP client: a one-off pass or the service.
+    Both queue the same outbox rows (alerts, the admins' "source disabled" notice), so a source that a
+    cron-driven `ingest --once` gives up on is reported like one the service gives up on."""
     return Ingestor(
         engine=engine,
         settings=settings.ingest,
@@ -112,7 +113,7 @@ def _ingestor(  # type: ignore[no-untyped-def]
         fetch=build_fetcher(settings.telegram.telethon),
         tagger=tagger,
         on_new_posts=_alert_hook(settings),
-        on_source_disabled=on_source_disabled,
+        on_source_disabled=_disabled_hook(settings),
     )
 
 
@@ -205,7 +206,7 @@ async def run_service(settings: Settings, *, role: str, console: Console) -> Non
     async with make_client(settings.ingest) as client:
         if role in ("all", "ingest"):
             tagger = await asyncio.to_thread(FollowingTagger, settings, console)
-            ingestor = _ingestor(settings, engine, client, tagger, on_source_disabled=_disabled_hook(settings))
+            ingestor = _ingestor(settings, engine, client, tagger)
             if console_mode and role == "all":
                 from framewatch.console import console_alert_printer
 
@@ -271,14 +272,14 @@ def report_silent_sources(settings: Settings, engine, now: datetime) -> int:  # 
     return len(quiet)
 
 
-def _disabled_hook(settings: Settings):  # type: ignore[no-untyped-def]
+def _disabled_hook(settings: Settings) -> SourceDisabledHook | None:
     """Tell admins (through the outbox) when ingest gives up on a source."""
     try:
         from bot.alerts import notify_admins
     except ImportError:
         return None
 
-    def hook(source, *, session: Session, now: datetime) -> None:  # type: ignore[no-untyped-def]
+    def hook(source: Source, *, session: Session, now: datetime) -> None:
         notify_admins(
             f"source {source.name} was disabled: {source.disabled_reason}",
             session=session,

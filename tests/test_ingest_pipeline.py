@@ -226,6 +226,24 @@ def test_ingest_once_refuses_a_source_name_that_does_not_exist(
         assert not session.exec(select(Post)).all()
 
 
+def test_ingest_once_tells_admins_when_it_disables_a_source(sqlite_config: Path, sqlite_engine: sa.Engine) -> None:
+    """A cron-driven `ingest --once` that gives up on a source queues the same admin notice as the
+    service: otherwise a source dies silently on deployments that poll from cron."""
+    from storage.models import Outbox
+
+    with sqlite_config.open("a", encoding="utf-8") as f:
+        f.write("[telegram]\nadmins = [4242]\n")
+    for _ in range(3):  # disable_after_failures = 3 in the fixture config
+        assert _invoke("--config", str(sqlite_config), "ingest", "--once", "--source", "dead").exit_code == 1
+    with Session(sqlite_engine) as session:
+        dead = session.exec(select(Source).where(Source.name == "dead")).one()
+        assert not dead.enabled and dead.disabled_reason
+        notices = session.exec(select(Outbox).where(Outbox.kind == "admin")).all()
+    assert [(n.chat_id, n.payload["text"]) for n in notices] == [
+        (4242, f"source dead was disabled: {dead.disabled_reason}")
+    ]
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -106,7 +106,10 @@ class IngestSettings(_Section):
     telegram_web_base: str = "https://t.me/s/"
     timeout: Duration = timedelta(seconds=20)
     max_response_bytes: int = Field(default=10_000_000, ge=1024)
-    user_agent: str = "framewatch/0.1 (+https://github.com/framewatch/framewatch)"
+    # Sent as a header: printable ASCII only (httpx refused anything else on every request).
+    user_agent: str = Field(
+        default="framewatch/0.1 (+https://github.com/framewatch/framewatch)", pattern=r"^[\x20-\x7e]{1,512}$"
+    )
     backfill_pages: int = Field(default=5, ge=1, le=1000)
     concurrency: int = Field(default=8, ge=1, le=256)
     per_host_concurrency: int = Field(default=2, ge=1, le=64)
@@ -120,9 +123,8 @@ class IngestSettings(_Section):
 
     @field_validator("telegram_web_base")
     @classmethod
-    def _http_url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL such as https://t.me/s/")
+    def _web_base(cls, v: str) -> str:
+        v = http_url(v, example="https://t.me/s/")
         return v if v.endswith("/") else v + "/"
 
 
@@ -136,6 +138,16 @@ def channel_name(target: str) -> str:
     if match := _CHANNEL_LINK_RE.match(target):
         target = match.group(1)
     return target.lstrip("@")
+
+
+def http_url(v: str, *, example: str) -> str:
+    """An http(s) URL with a host httpx can reach: anything else fails every request at run time
+    (a bad Bot API URL retried forever at start), so it is a configuration error instead."""
+    if not v.startswith(("http://", "https://")):
+        raise ValueError(f"must be an http(s) URL such as {example}")
+    if not _has_host(v):
+        raise ValueError(f"{v!r} has no valid host")
+    return v
 
 
 def _has_host(url: str) -> bool:
@@ -197,6 +209,19 @@ class TelegramSettings(_Section):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     telethon: TelethonSettings = Field(default_factory=TelethonSettings)
+
+    @field_validator("api_base_url", "base_file_url", "webhook_url")
+    @classmethod
+    def _http_urls(cls, v: str | None) -> str | None:
+        return None if v is None else http_url(v, example="https://api.telegram.org/bot")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_token(cls, v: SecretStr | None) -> SecretStr | None:
+        # Telegram's secret_token alphabet; anything else makes setWebhook fail at every start.
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", v.get_secret_value()):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return v
 
     @field_validator("token", mode="before")
     @classmethod

@@ -82,6 +82,15 @@ def test_durations() -> None:
             "duplicate source name",
         ),
         ('[telegram]\nmode = "webhook"\n', "telegram"),
+        # Values every request or every start would fail on at run time (were a traceback, or a bot
+        # retrying an unreachable URL forever):
+        ('[ingest]\nuser_agent = "framewatch ü"\n', "ingest.user_agent"),
+        ('[ingest]\nuser_agent = "a\\r\\nX-Injected: 1"\n', "ingest.user_agent"),
+        ('[ingest]\ntelegram_web_base = "http://[::1/s/"\n', "'http://[::1/s/' has no valid host"),
+        ('[telegram]\napi_base_url = "api.telegram.org/bot"\n', "telegram.api_base_url: Value error, must be an http"),
+        ('[telegram]\nbase_file_url = "http://[::1/file"\n', "telegram.base_file_url"),
+        ('[telegram]\nwebhook_url = "ftp://bot.example.org"\n', "telegram.webhook_url"),
+        ('[telegram]\nwebhook_secret = "two words"\n', "telegram.webhook_secret"),
         ("[ingest\n", "not valid TOML"),
     ],
 )

@@ -420,6 +420,51 @@ async def test_fetch_feed_with_full_text(local_server: LocalServer, client) -> N
     assert [p.summary_only for p in again.posts] == [True, True, False]
 
 
+def test_full_text_extraction_of_a_huge_page_is_bounded() -> None:
+    """trafilatura's CPU grows with the page's elements (a 7.5 MiB page of paragraphs took 21 s and held a
+    worker thread every source's parsing shares); it now sees at most MAX_ARTICLE_MARKUP of markup."""
+    from ingest.fulltext import MAX_ARTICLE_MARKUP, extract_article_text
+
+    paragraphs = b"".join(b"<p>Paragraph %d says enough words to count as article text.</p>" % i for i in range(90_000))
+    page = b"<html><body><article>" + paragraphs + b"</article></body></html>"
+    assert len(page) > 5 * MAX_ARTICLE_MARKUP
+    text = extract_article_text(page)
+    assert text is not None and text.startswith("Paragraph 0 says")
+    assert len(text) < MAX_ARTICLE_MARKUP
+
+
+async def test_full_text_behind_megabytes_of_app_state_is_found(local_server: LocalServer, client) -> None:
+    """Pages that embed their app state (a multi-megabyte <script>) before the article, in a declared
+    legacy charset: the bound applies to markup without scripts, styles and comments, so the article is
+    still read, and decoded as the page declared."""
+    body = "".join(f"<p>Абзац {i}: после обстрела в городе ранены трое мирных жителей.</p>" for i in range(20))
+    page = (
+        b'<html><head><meta charset=\'windows-1251\'><script>window.__STATE__={"blob":"'
+        + b"x" * 3_000_000
+        + b'"}</script><style>'
+        + b"p{}" * 100_000
+        + b"</style></head><body><article><h1>"
+        + "Обстрел города".encode("cp1251")
+        + b"</h1>"
+        + body.encode("cp1251")
+        + b"</article><!-- "
+        + b"c" * 1_500_000
+        + b" --></body></html>"
+    )
+    item = f"<item><title>Teaser</title><link>{local_server.url('/big')}</link><guid>big</guid>"
+    feed = f'<rss version="2.0"><channel><title>site</title>{item}<description>Teaser.</description></item>'
+    local_server.route("/teasers", Reply(body=(feed + "</channel></rss>").encode(), content_type=RSS_TYPE))
+    local_server.route("/big", Reply(body=page, content_type="text/html"))
+    settings = IngestSettings()  # the default 10 MB response cap
+    result = await fetch_feed(
+        client, url=local_server.url("/teasers"), etag=None, last_modified=None, settings=settings, fetch_full_text=True
+    )
+    (post,) = result.posts
+    assert not post.summary_only, result.notes
+    assert "Абзац 19: после обстрела в городе ранены трое мирных жителей." in post.text
+    assert "__STATE__" not in post.text
+
+
 async def test_fetch_feed_without_full_text_makes_one_request(local_server: LocalServer, client) -> None:
     feed = fixture_bytes("feeds", "teasers.rss.xml").replace(b"{BASE}", local_server.base_url.encode())
     local_server.route("/teasers", Reply(body=feed, content_type=RSS_TYPE))

@@ -120,7 +120,7 @@ class TelethonReader:
         if not settings.configured:
             raise ValueError("telegram.telethon needs api_id, api_hash and session")
         if not telethon_available():
-            raise RuntimeError("telethon is not installed (pip install telethon)")
+            raise RuntimeError('telethon is not installed (pip install "framewatch[telethon]")')
         self._settings = settings
         self._client: Any = None
 

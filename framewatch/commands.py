@@ -19,6 +19,7 @@ from framewatch import commands_analyst, commands_model  # noqa: F401  (register
 from framewatch.cli import app, fail, state
 from framewatch.config import SourceSettings, parse_duration
 from storage.db import read_scope, session_scope
+from storage.search import MAX_OFFSET
 
 sources_app = typer.Typer(help="List, add, enable and disable sources.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
@@ -223,9 +224,13 @@ def sources_disable(ctx: typer.Context, name: str = typer.Argument(..., help="So
 @app.command()
 def search(
     ctx: typer.Context,
-    query: str = typer.Argument(..., help='Words, "phrases", -exclude, OR, source: frame: lang: since: until:'),
+    query: str = typer.Argument(
+        ...,
+        help='Words, "phrases", -exclude, OR, source: frame: lang: since: until: (a query that starts with - '
+        "goes after --: framewatch search -- -moscow wagner)",
+    ),
     limit: int = typer.Option(10, "--limit", "-n", min=1, max=200),
-    offset: int = typer.Option(0, "--offset", min=0),
+    offset: int = typer.Option(0, "--offset", min=0, max=MAX_OFFSET),
 ) -> None:
     """Full-text search over stored posts, newest first."""
     from storage.search import QueryError, search_posts

@@ -261,6 +261,13 @@ def test_cli_errors_quote_user_text_literally(sqlite_config: Path, args: tuple[s
     assert "[/x]" in result.output and "Traceback" not in result.output
 
 
+def test_search_offset_past_the_limit_names_the_option(sqlite_config: Path) -> None:
+    """The library's offset bound used to be reported as a problem with QUERY."""
+    result = _invoke("--config", str(sqlite_config), "search", "war", "--offset", "99999")
+    assert result.exit_code == 2, result.output
+    assert "--offset" in result.output and "QUERY" not in result.output
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_export_after_ingest(
     tmp_path: Path,

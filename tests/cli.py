@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def framewatch_command(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from framewatch.cli import main; main()", *args]
+    return [sys.executable, "-m", "framewatch", *args]
 
 
 def run_framewatch(

@@ -14,6 +14,7 @@ from rich.markup import escape
 from classifiers.errors import RegistryError
 from classifiers.taxonomy import TaxonomyError
 from framewatch.config import ConfigError, Settings, load_settings
+from storage.db import SchemaError
 
 app = typer.Typer(
     name="framewatch",
@@ -94,6 +95,22 @@ def main() -> None:
         # line saying so (the driver's reason never carries the password), not a traceback.
         print_error(f"database unavailable: {database_reason(exc)} (check database.url or FRAMEWATCH_DATABASE_URL)")
         raise SystemExit(1) from None
+    except sa.exc.DatabaseError as exc:
+        if not _unusable_file(exc):
+            raise  # integrity, data or programming errors are bugs: keep their traceback
+        print_error(f"database unusable: {database_reason(exc)} (check database.url or FRAMEWATCH_DATABASE_URL)")
+        raise SystemExit(1) from None
+    except SchemaError as exc:
+        print_error(str(exc))
+        raise SystemExit(1) from None
+
+
+def _unusable_file(exc: sa.exc.DatabaseError) -> bool:
+    """SQLite's own DatabaseError (not a subclass): "file is not a database", "database disk image is
+    malformed": a file that is not, or no longer, a framewatch database. It is left untouched."""
+    import sqlite3
+
+    return type(exc.orig) is sqlite3.DatabaseError
 
 
 def database_reason(exc: sa.exc.DBAPIError) -> str:

@@ -14,6 +14,11 @@ from sqlmodel import Session
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+class SchemaError(RuntimeError):
+    """The database's schema is one this code cannot work with (migrated by a newer framewatch).
+    Here rather than in migrate.py so the CLI can catch it without importing Alembic."""
+
+
 def is_sqlite(engine_or_url: sa.Engine | str) -> bool:
     url = engine_or_url.url if isinstance(engine_or_url, sa.Engine) else make_url(engine_or_url)
     return url.get_backend_name() == "sqlite"

@@ -165,6 +165,41 @@ def test_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path, kind: 
         assert "Traceback" not in done.stderr and "s3cret-pw" not in done.stderr + done.stdout
 
 
+def test_a_file_that_is_not_a_database_is_reported_and_left_alone(tmp_path: Path) -> None:
+    """database.url pointing at some other file (or a corrupted one): one line, exit 1, file untouched."""
+    from tests.cli import run_framewatch
+
+    other = tmp_path / "notes.db"
+    junk = bytes(range(256)) * 64
+    other.write_bytes(junk)
+    for command in (["sources", "list"], ["db", "upgrade"], ["ingest", "--once"]):
+        done = run_framewatch(*command, env={"FRAMEWATCH_DATABASE_URL": f"sqlite:///{other}"}, cwd=tmp_path)
+        assert done.returncode == 1, done.stderr
+        assert "database unusable: file is not a database" in done.stderr and "database.url" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert other.read_bytes() == junk
+
+
+def test_a_schema_from_a_newer_framewatch_stops_before_touching_it(database_url: str, tmp_path: Path) -> None:
+    """A revision this code has no migration for (a newer framewatch migrated the database, then the old
+    one was started again): Alembic's CommandError traceback before; now one line naming the revision."""
+    from storage.db import create_engine
+    from storage.migrate import current_revision, upgrade
+    from tests.cli import run_framewatch
+
+    engine = create_engine(database_url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'fffffff00001'")
+    for command in (["sources", "list"], ["db", "upgrade"], ["run"]):
+        done = run_framewatch(*command, env={"FRAMEWATCH_DATABASE_URL": database_url}, cwd=tmp_path)
+        assert done.returncode == 1, done.stderr
+        assert "schema revision fffffff00001, which this framewatch does not know" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert current_revision(engine) == "fffffff00001"
+    engine.dispose()
+
+
 @pytest.mark.parametrize(
     ("pasted", "name"),
     [

@@ -19,6 +19,9 @@ HTML_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 # page at the response cap would hold a worker thread shared with every source's parsing for half a
 # minute, per article. 1 MiB of markup carries more text than a post keeps (MAX_TEXT_CHARS).
 MAX_ARTICLE_MARKUP = 1 << 20
+# A body that is itself compressed (no Content-Encoding) is inflated by trafilatura; this caps that too
+# (its own default is 20 MB, which would bring back the CPU cost the markup bound removes).
+MAX_DECOMPRESSED = 8 << 20
 _NOT_TEXT = ("script", "style", "noscript", "svg", "template")
 
 
@@ -43,21 +46,25 @@ def extract_article_text(html: bytes | str, *, url: str | None = None) -> str | 
     return text or None
 
 
-def bounded_markup(html: bytes | str) -> bytes | str:
-    """The page itself when small; otherwise its markup without scripts and styles (pages that embed
-    megabytes of app state before the article keep the article), cut at MAX_ARTICLE_MARKUP."""
-    if len(html) <= MAX_ARTICLE_MARKUP:
-        return html
+def bounded_markup(html: bytes | str) -> str:
+    """The page as text (decoded, and decompressed if the body itself is gzip/zstd/brotli, as trafilatura
+    would do it, at most MAX_DECOMPRESSED); when longer than MAX_ARTICLE_MARKUP, its markup without scripts,
+    styles and comments (pages that embed megabytes of app state before the article keep the article),
+    cut there."""
+    from trafilatura.utils import decode_file
+
+    text = decode_file(html, max_size=MAX_DECOMPRESSED)
+    if len(text) <= MAX_ARTICLE_MARKUP:
+        return text
     import lxml.etree
     import lxml.html
 
     try:
-        tree = lxml.html.document_fromstring(html)
-    except (lxml.etree.ParserError, ValueError):
-        return html[:MAX_ARTICLE_MARKUP]
+        tree = lxml.html.document_fromstring(text)
+    except (lxml.etree.ParserError, ValueError):  # nothing parseable, or an XML encoding declaration
+        return text[:MAX_ARTICLE_MARKUP]
     lxml.etree.strip_elements(tree, *_NOT_TEXT, with_tail=False)
     lxml.etree.strip_elements(tree, lxml.etree.Comment, with_tail=False)
-    # As text: the page's declared charset was applied while parsing; re-encoding could contradict it.
     return lxml.html.tostring(tree, encoding="unicode")[:MAX_ARTICLE_MARKUP]
 
 

@@ -78,6 +78,21 @@ def test_full_text_extraction_of_a_huge_page_is_bounded() -> None:
     assert len(text) < MAX_ARTICLE_MARKUP
 
 
+def test_a_page_body_that_is_itself_gzip_is_bounded_after_inflating() -> None:
+    """trafilatura inflates a body that is itself gzip (no Content-Encoding, so the HTTP layer's cap saw
+    only the compressed size): the markup bound applies to what it inflates to."""
+    import gzip
+
+    from ingest.fulltext import MAX_ARTICLE_MARKUP, extract_article_text
+
+    paragraphs = b"".join(b"<p>Paragraph %d says enough words to count as article text.</p>" % i for i in range(60_000))
+    packed = gzip.compress(b"<html><body><article>" + paragraphs + b"</article></body></html>")
+    assert len(packed) < MAX_ARTICLE_MARKUP
+    text = extract_article_text(packed)
+    assert text is not None and text.startswith("Paragraph 0 says")
+    assert len(text) < MAX_ARTICLE_MARKUP
+
+
 async def test_full_text_behind_megabytes_of_app_state_is_found(local_server: LocalServer, client) -> None:
     """Pages that embed their app state (a multi-megabyte <script>) before the article, in a declared
     legacy charset: the bound applies to markup without scripts, styles and comments, so the article is

@@ -79,6 +79,8 @@ def parse_jsonl(lines: Iterable[str], taxonomy: Taxonomy, *, origin: str) -> lis
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise CorpusError(f"{where}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise CorpusError(f"{where}: not valid JSON (nested too deeply)") from None
         if not isinstance(item, dict):
             raise CorpusError(f"{where}: expected a JSON object")
         text = item.get("text")
@@ -97,7 +99,7 @@ def parse_jsonl(lines: Iterable[str], taxonomy: Taxonomy, *, origin: str) -> lis
 def load_jsonl(path: Path | str, taxonomy: Taxonomy) -> list[Example]:
     path = Path(path)
     try:
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding="utf-8-sig") as fh:  # files saved by Windows tools start with a BOM
             return parse_jsonl(fh, taxonomy, origin=str(path))
     except OSError as exc:
         raise CorpusError(f"cannot read {path}: {exc.strerror}") from None

@@ -162,7 +162,7 @@ def eval_command(
 
 def _read_texts(path: Path) -> list[str]:
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         fail(f"--file: cannot read {path}: {exc.strerror}")
     except UnicodeDecodeError:
@@ -174,7 +174,7 @@ def _read_texts(path: Path) -> list[str]:
                 continue
             try:
                 item = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 fail(f"--file: {path}:{number} is not valid JSON")
             if not isinstance(item, dict) or not isinstance(item.get("text"), str):
                 fail(f'--file: {path}:{number} has no "text" string')

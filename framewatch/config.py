@@ -328,7 +328,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
         else:
             continue
         if value.strip().startswith("["):
-            with contextlib.suppress(json.JSONDecodeError):
+            with contextlib.suppress(json.JSONDecodeError, RecursionError):
                 value = json.loads(value)
         out.setdefault(section, {})[key] = value
     return out
@@ -344,7 +344,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     if path.exists():
         origin = str(path)
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # Windows editors add a BOM
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"invalid configuration in {path}: not valid TOML: {exc}") from None
         except OSError as exc:

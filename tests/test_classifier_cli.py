@@ -129,6 +129,12 @@ def test_classify_text_and_file(registry: Path, tmp_path: Path) -> None:
     assert _run(registry, "classify")[0] == 2
     assert _run(registry, "classify", "x", "--file", str(posts))[0] == 2
     assert _run(registry, "classify", "--file", str(tmp_path / "nope.txt"))[0] == 2
+    # A JSONL file saved with a BOM (Windows tools) is read, not refused as invalid JSON at line 1.
+    saved = tmp_path / "posts.jsonl"
+    saved.write_bytes(("\ufeff" + json.dumps({"text": text}, ensure_ascii=False) + "\r\n").encode())
+    code, out, err = _run(registry, "classify", "--file", str(saved), "--json")
+    assert code == 0, err
+    assert json.loads(out)["text"] == text
 
 
 def test_model_list_use_and_rollback(registry: Path, full_model: tuple[Path, TrainingReport, str]) -> None:

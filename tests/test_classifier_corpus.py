@@ -44,6 +44,16 @@ def test_valid_file_loads(tmp_path: Path) -> None:
     assert examples[1].origin.endswith("seed-x.jsonl:3")
 
 
+def test_a_file_saved_with_a_bom_and_crlf_loads(tmp_path: Path) -> None:
+    """Held-out sets written on Windows (Notepad, Excel's "UTF-8 CSV/JSON") start with a BOM and use
+    CRLF; `framewatch eval --data` refused them as "not valid JSON" at line 1."""
+    rows = [{"text": "Вагнер обвинил Минобороны.", "frames": ["military_rift"]}, {"text": "Talks.", "frames": []}]
+    path = tmp_path / "held-out.jsonl"
+    path.write_bytes(("\ufeff" + "\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n").encode())
+    examples = load_jsonl(path, TAXONOMY)
+    assert [(e.text, e.frames) for e in examples] == [(r["text"], tuple(r["frames"])) for r in rows]
+
+
 @pytest.mark.parametrize(
     ("row", "message"),
     [
@@ -54,6 +64,11 @@ def test_valid_file_loads(tmp_path: Path) -> None:
         ({"text": "ok text", "frames": "denial"}, r':2: "frames" must be a list'),
         ('{"text": "unterminated', ":2: not valid JSON"),
         ("[1, 2]", ":2: expected a JSON object"),
+        pytest.param(
+            '{"text": "deep", "x": ' + "[" * 50_000 + "]" * 50_000 + "}",
+            r":2: not valid JSON \(nested too deeply\)",
+            id="nested-too-deeply",
+        ),
     ],
 )
 def test_bad_lines_are_errors_naming_file_and_line(tmp_path: Path, row: object, message: str) -> None:

@@ -103,6 +103,13 @@ def test_bad_config_names_key_and_file(tmp_path: Path, toml: str, needle: str) -
     assert str(path) in str(info.value)
 
 
+def test_a_config_file_saved_with_a_bom_loads(tmp_path: Path) -> None:
+    """Windows editors save UTF-8 with a BOM; tomllib alone calls that "Invalid statement" at line 1."""
+    path = tmp_path / "fw.toml"
+    path.write_bytes('\ufeff[ingest]\ntimeout = "5s"\n'.encode())
+    assert load_settings(path, environ={}).ingest.timeout.total_seconds() == 5
+
+
 def test_environment_overrides_file(tmp_path: Path) -> None:
     path = tmp_path / "fw.toml"
     path.write_text('[database]\nurl = "sqlite:///a.db"\n[ingest]\ntimeout = "5s"\n', encoding="utf-8")

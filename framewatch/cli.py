@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -48,6 +50,15 @@ class CliState:
 
         return open_database(self.settings, migrate=migrate)
 
+    def engine_with_sources(self) -> sa.Engine:
+        """The engine after the config file's [[sources]] are stored (what `run` and `ingest` do on
+        start): the `sources` commands must see, and refuse to re-add, a source only the config names."""
+        from framewatch.wiring import sync_configured_sources
+
+        engine = self.engine()
+        sync_configured_sources(self.settings, engine)
+        return engine
+
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an operator-facing error (no traceback) and exit; 2 means bad input or configuration."""
@@ -80,11 +91,34 @@ def _root(
     setup_logging("DEBUG" if verbose else None)
 
 
+def hoist_config(args: Sequence[str]) -> list[str]:
+    """`--config PATH` moved in front of the sub-command wherever it was typed (`framewatch ingest --once
+    --config fw.toml` is how people write it; click only knows it as an option of the root). Nothing
+    after a `--` is touched, and a trailing `--config` without a value is left for click to report."""
+    out: list[str] = []
+    hoisted: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out.extend(args[i:])
+            break
+        if arg.startswith("--config="):
+            hoisted.append(arg)
+        elif arg == "--config" and i + 1 < len(args):
+            hoisted.extend(args[i : i + 2])
+            i += 1
+        else:
+            out.append(arg)
+        i += 1
+    return [*hoisted, *out]
+
+
 def main() -> None:
     from framewatch import commands  # noqa: F401  (registers the sub-commands on `app`)
 
     try:
-        app()
+        app(args=hoist_config(sys.argv[1:]))
     except (RegistryError, TaxonomyError) as exc:
         # A refused (tampered), unreadable or missing model, or a broken frames.toml, met by a command that
         # has no handler of its own for it (`run`, `ingest`): say what and what to do, not a traceback.

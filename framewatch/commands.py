@@ -132,7 +132,7 @@ def sources_list(ctx: typer.Context) -> None:
     from storage.sources import list_sources
 
     st = state(ctx)
-    with read_scope(st.engine()) as session:
+    with read_scope(st.engine_with_sources()) as session:
         rows = list_sources(session=session)
         table = Table("name", "kind", "target", "enabled", "last success", "failures", "next poll", "problem")
         for s in rows:
@@ -179,7 +179,7 @@ def sources_add(
         spec = SourceSettings(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
         fail(format_validation_error(exc, "the command line"))
-    with session_scope(st.engine()) as session:
+    with session_scope(st.engine_with_sources()) as session:
         try:
             add_source(spec, session=session, now=_now(), default_interval=st.settings.ingest.default_interval)
         except SourceError as exc:
@@ -201,7 +201,7 @@ def _set_enabled(ctx: typer.Context, name: str, enabled: bool) -> None:
     from storage.sources import SourceError, set_source_enabled
 
     st = state(ctx)
-    with session_scope(st.engine()) as session:
+    with session_scope(st.engine_with_sources()) as session:
         try:
             set_source_enabled(name, enabled, session=session, now=_now())
         except SourceError as exc:

@@ -18,14 +18,13 @@ from rich.progress import Progress
 from sqlmodel import Session
 
 from framewatch.config import Settings
-from framewatch.wiring import open_database
+from framewatch.wiring import open_database, sync_configured_sources
 from ingest.fetch import build_fetcher
 from ingest.http import make_client
 from ingest.pipeline import Ingestor, NewPostsHook, PollReport, SourceDisabledHook
 from ingest.scheduler import add_ingest_job
 from storage.db import read_scope, session_scope
 from storage.models import Source
-from storage.sources import sync_sources
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +65,12 @@ def load_tagger(settings: Settings, console: Console | None = None):  # type: ig
     return _load(settings.classifier.models_dir, now=datetime.now(UTC), progress=say)
 
 
-def _sync_configured_sources(settings: Settings, engine) -> None:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as session:
-        sync_sources(
-            settings.sources,
-            session=session,
-            now=datetime.now(UTC),
-            default_interval=settings.ingest.default_interval,
-        )
-
-
 async def ingest_once(
     settings: Settings, *, names: Sequence[str] = (), console: Console | None = None
 ) -> list[PollReport]:
     engine = open_database(settings)
     try:
-        _sync_configured_sources(settings, engine)
+        sync_configured_sources(settings, engine)
         _check_names(engine, names)
         tagger = load_tagger(settings, console)
         async with make_client(settings.ingest) as client:
@@ -194,7 +183,7 @@ async def run_service(settings: Settings, *, role: str, console: Console) -> Non
 
     _logging.getLogger().setLevel(settings.logging.level)
     engine = open_database(settings, role=role)
-    _sync_configured_sources(settings, engine)
+    sync_configured_sources(settings, engine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 
 from framewatch.config import Settings
-from storage.db import create_engine
+from storage.db import create_engine, session_scope
 from storage.migrate import upgrade
+from storage.sources import sync_sources
 
 # What each role holds at once: ingest commits per finishing poll, deliver a claim and an update, bot
 # handlers plus the delivery loop plus the poller lock; one-off CLI commands one or two.
@@ -20,3 +23,15 @@ def open_database(settings: Settings, *, migrate: bool = True, role: str = "cli"
     if migrate:
         upgrade(engine)
     return engine
+
+
+def sync_configured_sources(settings: Settings, engine: sa.Engine) -> None:
+    """The config file's [[sources]] into the database (idempotent): `run` and `ingest` do it on start,
+    and the `sources` commands first, so a source just written into the config can be listed and disabled."""
+    with session_scope(engine) as session:
+        sync_sources(
+            settings.sources,
+            session=session,
+            now=datetime.now(UTC),
+            default_interval=settings.ingest.default_interval,
+        )

@@ -110,6 +110,37 @@ def test_a_config_file_saved_with_a_bom_loads(tmp_path: Path) -> None:
     assert load_settings(path, environ={}).ingest.timeout.total_seconds() == 5
 
 
+@pytest.mark.parametrize(
+    ("typed", "seen"),
+    [
+        (["ingest", "--once", "--config", "fw.toml"], ["--config", "fw.toml", "ingest", "--once"]),
+        (["search", "--config=fw.toml", "war"], ["--config=fw.toml", "search", "war"]),
+        (["--config", "fw.toml", "sources", "list"], ["--config", "fw.toml", "sources", "list"]),
+        (["search", "--", "--config", "x"], ["search", "--", "--config", "x"]),  # after --: the query's
+        (["sources", "list", "--config"], ["sources", "list", "--config"]),  # no value: click says so
+    ],
+)
+def test_config_option_is_accepted_after_the_sub_command(typed: list[str], seen: list[str]) -> None:
+    from framewatch.cli import hoist_config
+
+    assert hoist_config(typed) == seen
+
+
+def test_config_after_the_sub_command_reaches_the_real_entry_point(tmp_path: Path) -> None:
+    """`framewatch sources list --config fw.toml` used to be "No such option: --config" (exit 2)."""
+    from tests.cli import run_framewatch
+
+    path = tmp_path / "fw.toml"
+    path.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "fw.db"}"\n[[sources]]\nname = "baza"\nkind = "telegram"\n'
+        'channel = "bazabazon"\n',
+        encoding="utf-8",
+    )
+    done = run_framewatch("sources", "list", "--config", str(path), env={}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "baza" in done.stdout and (tmp_path / "fw.db").exists()
+
+
 def test_environment_overrides_file(tmp_path: Path) -> None:
     path = tmp_path / "fw.toml"
     path.write_text('[database]\nurl = "sqlite:///a.db"\n[ingest]\ntimeout = "5s"\n', encoding="utf-8")

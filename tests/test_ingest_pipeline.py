@@ -213,6 +213,22 @@ def test_ingest_once_reports_sources_another_process_is_polling(
     assert not local_server.requests(), "neither a leased nor a disabled source is fetched"
 
 
+def test_sources_commands_know_the_config_sources_before_the_first_run(
+    sqlite_config: Path, local_server: LocalServer
+) -> None:
+    """A source only the config file names used to be invisible to `sources list` and "no source named"
+    to `sources disable` until `run` or `ingest` had stored it; now the commands store it first."""
+    listed = _invoke("--config", str(sqlite_config), "sources", "list")
+    assert listed.exit_code == 0, listed.output
+    assert all(name in listed.output for name in ("wire", "digest", "vesti", "dead", "private"))
+    assert _invoke("--config", str(sqlite_config), "sources", "disable", "vesti").exit_code == 0
+    again = _invoke("--config", str(sqlite_config), "sources", "add", "telegram", "vesti_kraya", "--name", "vesti")
+    assert again.exit_code == 2 and "already exists" in again.output
+    polled = _invoke("--config", str(sqlite_config), "ingest", "--once", "--source", "vesti", "--source", "wire")
+    assert "source is disabled" in polled.output, polled.output
+    assert not local_server.requests("/s/vesti_kraya"), "the operator's disable survives the config sync"
+
+
 def test_ingest_once_refuses_a_source_name_that_does_not_exist(
     sqlite_config: Path, sqlite_engine: sa.Engine, local_server: LocalServer
 ) -> None:

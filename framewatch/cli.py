@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from rich.markup import escape
 
 from classifiers.errors import RegistryError
 from classifiers.taxonomy import TaxonomyError
-from framewatch.config import ConfigError, Settings, load_settings
+from framewatch.config import ConfigError, Settings, ignored_env_names, load_settings
 from storage.db import SchemaError
 
 app = typer.Typer(
@@ -43,6 +44,8 @@ class CliState:
                 self._settings = load_settings(self.config_path)
             except ConfigError as exc:
                 fail(str(exc))
+            for warning in ignored_env_names(dict(os.environ)):
+                self.err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
         return self._settings
 
     def engine(self, *, migrate: bool = True) -> sa.Engine:
@@ -81,7 +84,11 @@ def state(ctx: typer.Context) -> CliState:
 def _root(
     ctx: typer.Context,
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="TOML config file (default ./framewatch.toml if present)."
+        None,
+        "--config",
+        "-c",
+        envvar="FRAMEWATCH_CONFIG",
+        help="TOML config file (default ./framewatch.toml if present).",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:

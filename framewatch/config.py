@@ -32,6 +32,8 @@ ENV_ALIASES = {
     "FRAMEWATCH_DATABASE_URL": ("database", "url"),
     "FRAMEWATCH_TELEGRAM_TOKEN": ("telegram", "token"),
 }
+# FRAMEWATCH_* variables that are not settings: the config path (read by the CLI) and the test suite's.
+ENV_NOT_SETTINGS = frozenset({"FRAMEWATCH_CONFIG", "FRAMEWATCH_TEST_DATABASE_URL"})
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -331,6 +333,21 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
             with contextlib.suppress(json.JSONDecodeError, RecursionError):
                 value = json.loads(value)
         out.setdefault(section, {})[key] = value
+    return out
+
+
+def ignored_env_names(environ: dict[str, str]) -> list[str]:
+    """FRAMEWATCH_* variables that set nothing, each with the spelling that would (a single underscore
+    between section and key is the usual slip: FRAMEWATCH_TELEGRAM_ADMINS for FRAMEWATCH_TELEGRAM__ADMINS)."""
+    sections = [name.upper() for name in Settings.model_fields]
+    out = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or "__" in name or name in ENV_ALIASES or name in ENV_NOT_SETTINGS:
+            continue
+        rest = name[len(ENV_PREFIX) :]
+        section = next((s for s in sections if rest.startswith(s + "_") and len(rest) > len(s) + 1), None)
+        hint = f" (did you mean {ENV_PREFIX}{section}__{rest[len(section) + 1 :]}?)" if section else ""
+        out.append(f"{name} is not a framewatch setting and is ignored{hint}")
     return out
 
 

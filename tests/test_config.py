@@ -141,6 +141,41 @@ def test_config_after_the_sub_command_reaches_the_real_entry_point(tmp_path: Pat
     assert "baza" in done.stdout and (tmp_path / "fw.db").exists()
 
 
+def test_environment_names_that_set_nothing_are_pointed_out() -> None:
+    """FRAMEWATCH_TELEGRAM_ADMINS (one underscore) used to be ignored without a word."""
+    from framewatch.config import ignored_env_names
+
+    env = {
+        "FRAMEWATCH_TELEGRAM_ADMINS": "[1]",
+        "FRAMEWATCH_TELEGRAM__ADMINS": "[1]",
+        "FRAMEWATCH_DATABASE_URL": "sqlite:///a.db",
+        "FRAMEWATCH_TEST_DATABASE_URL": "postgresql+psycopg://x/y",
+        "FRAMEWATCH_CONFIG": "fw.toml",
+        "FRAMEWATCH_HOME": "/srv",
+        "PATH": "/bin",
+    }
+    assert ignored_env_names(env) == [
+        "FRAMEWATCH_HOME is not a framewatch setting and is ignored",
+        "FRAMEWATCH_TELEGRAM_ADMINS is not a framewatch setting and is ignored "
+        "(did you mean FRAMEWATCH_TELEGRAM__ADMINS?)",
+    ]
+
+
+def test_config_path_from_the_environment(tmp_path: Path) -> None:
+    """FRAMEWATCH_CONFIG names the file when --config is not given (containers, systemd units)."""
+    from tests.cli import run_framewatch
+
+    path = tmp_path / "elsewhere.toml"
+    path.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "fw.db"}"\n[[sources]]\nname = "baza"\nkind = "telegram"\n'
+        'channel = "bazabazon"\n',
+        encoding="utf-8",
+    )
+    done = run_framewatch("sources", "list", env={"FRAMEWATCH_CONFIG": str(path)}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "baza" in done.stdout and "warning" not in done.stderr
+
+
 def test_environment_overrides_file(tmp_path: Path) -> None:
     path = tmp_path / "fw.toml"
     path.write_text('[database]\nurl = "sqlite:///a.db"\n[ingest]\ntimeout = "5s"\n', encoding="utf-8")

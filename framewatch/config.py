@@ -123,6 +123,15 @@ class IngestSettings(_Section):
     # How long a worker owns a source it is polling; unset = derived from timeout × (backfill_pages + 2).
     lease: Duration | None = None
 
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_bound(cls, v: timedelta) -> timedelta:
+        # The lease is derived from it (× backfill_pages); a timeout of decades overflowed the lease's
+        # expiry date into a traceback, and no HTTP request is worth waiting an hour for.
+        if v > timedelta(hours=1):
+            raise ValueError("must be at most 1h")
+        return v
+
     @field_validator("telegram_web_base")
     @classmethod
     def _web_base(cls, v: str) -> str:

@@ -91,6 +91,7 @@ def test_durations() -> None:
         ('[telegram]\nbase_file_url = "http://[::1/file"\n', "telegram.base_file_url"),
         ('[telegram]\nwebhook_url = "ftp://bot.example.org"\n', "telegram.webhook_url"),
         ('[telegram]\nwebhook_secret = "two words"\n', "telegram.webhook_secret"),
+        ('[ingest]\ntimeout = "36000d"\nbackfill_pages = 1000\n', "ingest.timeout: Value error, must be at most 1h"),
         ("[ingest\n", "not valid TOML"),
     ],
 )

@@ -157,13 +157,14 @@ def store_posts(
 
 # Longer canonical URLs are not used to link copies: PostgreSQL's B-tree refuses index rows over 2,704
 # bytes, and one such URL failed its source's whole poll, every poll. The post keeps its `url` anyway.
-MAX_LINKED_URL_CHARS = 2_000
+# Bytes, not characters: a query keeps its non-ASCII text as it is (three bytes an ideograph).
+MAX_LINKED_URL_BYTES = 2_000
 
 
 def _row(
     source_id: int, item: PostLike, canonical: str | None, digest: str, now: datetime, backfill: bool
 ) -> dict[str, object]:
-    if canonical is not None and len(canonical) > MAX_LINKED_URL_CHARS:
+    if canonical is not None and len(canonical.encode()) > MAX_LINKED_URL_BYTES:
         canonical = None
     return {
         "source_id": source_id,

@@ -269,14 +269,14 @@ def test_oversized_remote_values_cost_the_excess_not_the_poll(engine: sa.Engine)
     import string
 
     from ingest.types import MAX_TEXT_CHARS
-    from storage.posts import MAX_LINKED_URL_CHARS
+    from storage.posts import MAX_LINKED_URL_BYTES
 
     rnd = random.Random(5)
     words = ["".join(rnd.choices(string.ascii_lowercase, k=rnd.randint(5, 11))) for _ in range(300_000)]
     huge = replace(_raw(1), text="zyzzyvafirst " + " ".join(words))
     long_url = "https://example.org/a?" + "".join(rnd.choices(string.ascii_letters + string.digits, k=8000))
     linked = replace(_raw(2), url=long_url)
-    assert len(huge.text) == MAX_TEXT_CHARS and huge.text.endswith("…") and len(long_url) > MAX_LINKED_URL_CHARS
+    assert len(huge.text) == MAX_TEXT_CHARS and huge.text.endswith("…") and len(long_url) > MAX_LINKED_URL_BYTES
     with session_scope(engine) as session:
         sid = _source(session)
         result = store_posts(sid, [huge, linked], session=session, now=NOW, from_backfill=True)
@@ -288,6 +288,27 @@ def test_oversized_remote_values_cost_the_excess_not_the_poll(engine: sa.Engine)
         assert [h.post_id for h in search_posts("zyzzyvafirst", session=session, now=NOW).hits] == [
             stored[huge.external_id].id
         ]
+
+
+def test_a_long_non_ascii_url_is_measured_in_bytes(engine: sa.Engine) -> None:
+    """Canonical URLs keep a query's non-ASCII text as it is: 1,900 ideographs are 5,700 bytes, over the
+    B-tree's 2,704-byte row limit though under 2,000 characters, and failed the poll on PostgreSQL."""
+    import random
+
+    from ingest.normalize import canonical_url
+    from storage.posts import MAX_LINKED_URL_BYTES
+
+    rnd = random.Random(7)  # random ideographs: PostgreSQL compresses index rows, so repeated text would fit
+    url = "https://example.org/search?q=" + "".join(chr(rnd.randrange(0x4E00, 0x9FFF)) for _ in range(1_900))
+    canonical = canonical_url(url)
+    assert canonical is not None and len(canonical) < MAX_LINKED_URL_BYTES < len(canonical.encode())
+    with session_scope(engine) as session:
+        sid = _source(session)
+        result = store_posts(sid, [replace(_raw(1), url=url)], session=session, now=NOW, from_backfill=True)
+    assert len(result.new) == 1
+    with Session(engine) as session:
+        (post,) = session.exec(select(Post)).all()
+        assert post.url == url and post.canonical_url is None
 
 
 def test_store_posts_round_trips_every_field(engine: sa.Engine) -> None:

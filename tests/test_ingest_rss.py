@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from framewatch.config import IngestSettings
 from framewatch.localserver import RSS_TYPE, LocalServer, Reply
+from ingest.feed_bytes import decode_document, prepare_feed_bytes, strip_doctype
 from ingest.http import make_client
-from ingest.rss import FeedError, decode_document, fetch_feed, parse_feed, prepare_feed_bytes, strip_doctype
+from ingest.rss import FeedError, fetch_feed, parse_feed
 from ingest.types import FetchStatus, RawPost
 from tests.httpserver import fixture_bytes
 
@@ -259,6 +260,34 @@ def test_feed_parser_never_raises_anything_but_feed_error(data: bytes) -> None:
     for post in feed.posts:
         assert post.external_id and len(post.external_id) <= 500
         assert post.published_at is None or post.published_at.tzinfo is UTC
+
+
+_CHARREFS = st.one_of(
+    st.integers(min_value=0, max_value=0x11_0000 + 10).map(lambda c: f"&#{c};"),
+    st.integers(min_value=0, max_value=2**70).map(lambda c: f"&#x{c:X};"),
+    st.sampled_from(["&#xD800;", "&#xDFFF;", "&#55296;", "&#x110000;", "&#" + "9" * 5000 + ";"]),
+)
+
+
+@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(refs=st.lists(_CHARREFS, min_size=1, max_size=5), lenient=st.booleans())
+def test_numeric_character_references_to_any_code_point(refs: list[str], lenient: bool) -> None:
+    """A reference to a surrogate or past U+10FFFF (`&#xD800;`) sent feedparser's lenient parser into
+    UnicodeEncodeError, ValueError or OverflowError, failing the feed every poll. References to
+    characters XML forbids are dropped, like the raw characters; the rest are read."""
+    text = "a" + "".join(refs) + "b"
+    item = f"<item><title>{text}</title><guid>g{text}</guid><description>{text}</description></item>"
+    feed = f'<rss version="2.0"><channel><title>t</title>{item}</channel>{"" if lenient else "</rss>"}'
+    (post,) = parse_feed(feed.encode()).posts
+    for value in (post.title, post.text, post.external_id):
+        value.encode("utf-8")  # no surrogates: the database drivers would refuse them
+        assert value.startswith(("a", "ga")) and value.endswith("b")
+
+
+def test_legal_character_references_are_kept() -> None:
+    item = "<item><title>&#x0000041;&#1041;&#x1F600;&#9;x</title><guid>g</guid></item>"
+    (post,) = parse_feed(f'<rss version="2.0"><channel>{item}</channel></rss>'.encode()).posts
+    assert post.title == "AБ\U0001f600 x"
 
 
 _LINKED_ITEM = (

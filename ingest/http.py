@@ -151,8 +151,9 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(min(int(value), 10**9))
+    if value.isascii() and value.isdigit():  # str.isdigit alone accepts "²", which int() refuses
+        # A long digit string is "a very long time" (int() refuses more than 4,300 digits anyway).
+        return float(min(int(value), 10**9)) if len(value) <= 10 else float(10**9)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

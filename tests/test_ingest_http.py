@@ -153,8 +153,10 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("30", now=now) == 30.0
     assert parse_retry_after("Tue, 05 Mar 2024 10:01:30 GMT", now=now) == 90.0
     assert parse_retry_after("Tue, 05 Mar 2024 09:00:00 GMT", now=now) == 0.0
-    for junk in (None, "", "soon", "-5", "1.5"):
+    for junk in (None, "", "soon", "-5", "1.5", "²", "٣٠"):  # non-ASCII digits: "²" made int() raise
         assert parse_retry_after(junk, now=now) is None
+    # More digits than int() converts (4,300): a very long wait, capped like any other, not a ValueError.
+    assert parse_retry_after("9" * 5000, now=now) == parse_retry_after("99999999999", now=now) == 1e9
 
 
 async def test_redirects_are_followed_and_recorded(local_server: LocalServer, client) -> None:

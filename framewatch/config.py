@@ -123,6 +123,11 @@ class IngestSettings(_Section):
     # How long a worker owns a source it is polling; unset = derived from timeout × (backfill_pages + 2).
     lease: Duration | None = None
 
+    @field_validator("default_interval")
+    @classmethod
+    def _default_interval_bound(cls, v: timedelta) -> timedelta:
+        return poll_interval(v)
+
     @field_validator("timeout")
     @classmethod
     def _timeout_bound(cls, v: timedelta) -> timedelta:
@@ -151,6 +156,14 @@ def channel_name(target: str) -> str:
     return target.lstrip("@")
 
 
+def poll_interval(v: timedelta) -> timedelta:
+    """At most a year: sources store it in whole seconds in an INTEGER column, which PostgreSQL refused
+    past 68 years with a traceback; no source is worth polling less than yearly."""
+    if v > timedelta(days=365):
+        raise ValueError("must be at most 365d")
+    return v
+
+
 def http_url(v: str, *, example: str) -> str:
     """An http(s) URL with a host httpx can reach: anything else fails every request at run time
     (a bad Bot API URL retried forever at start), so it is a configuration error instead."""
@@ -177,6 +190,11 @@ class SourceSettings(_Section):
     fetch_full_text: bool = False
     enabled: bool = True
     language: str | None = Field(default=None, pattern=r"^[a-z]{2}$")
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_bound(cls, v: timedelta | None) -> timedelta | None:
+        return None if v is None else poll_interval(v)
 
     @field_validator("channel", mode="before")
     @classmethod

@@ -129,13 +129,13 @@ def store_posts(
         elif change == "edited":
             row.title, row.text, row.content_hash = item.title, item.text, digest
             row.edited, row.edited_at = True, now
-            row.views = item.views if item.views is not None else row.views
+            row.views = _bounded_views(item.views) if item.views is not None else row.views
             session.add(row)
             assert row.id is not None
             result.updated.append(StoredPost(row.id, row.title, row.text))
         else:
-            if item.views is not None and item.views != row.views:
-                row.views = item.views
+            if item.views is not None and _bounded_views(item.views) != row.views:
+                row.views = _bounded_views(item.views)
                 session.add(row)
             result.unchanged += 1
     if fresh:
@@ -153,6 +153,15 @@ def store_posts(
         result.new = [StoredPost(post_id, title, text) for post_id, title, text in new]
     session.flush()
     return result
+
+
+# The views column is an INTEGER (PostgreSQL's stops at 2**31 - 1); a page claiming "3B" views, or a
+# counter of twenty digits, failed its source's whole poll. Counts past it are stored as the maximum.
+MAX_VIEWS = 2**31 - 1
+
+
+def _bounded_views(views: int | None) -> int | None:
+    return None if views is None else max(0, min(views, MAX_VIEWS))
 
 
 # Longer canonical URLs are not used to link copies: PostgreSQL's B-tree refuses index rows over 2,704
@@ -176,7 +185,7 @@ def _row(
         "language": item.language,
         "published_at": item.published_at,
         "fetched_at": now,
-        "views": item.views,
+        "views": _bounded_views(item.views),
         "forwarded_from": item.forwarded_from,
         "link_title": item.link_title,
         "media": list(item.media),

@@ -92,6 +92,11 @@ def test_durations() -> None:
         ('[telegram]\nwebhook_url = "ftp://bot.example.org"\n', "telegram.webhook_url"),
         ('[telegram]\nwebhook_secret = "two words"\n', "telegram.webhook_secret"),
         ('[ingest]\ntimeout = "36000d"\nbackfill_pages = 1000\n', "ingest.timeout: Value error, must be at most 1h"),
+        ('[ingest]\ndefault_interval = "36500d"\n', "ingest.default_interval: Value error, must be at most 365d"),
+        (
+            '[[sources]]\nname = "a"\nkind = "telegram"\nchannel = "abc"\ninterval = "36500d"\n',
+            "sources[0].interval: Value error, must be at most 365d",
+        ),
         ("[ingest\n", "not valid TOML"),
     ],
 )

@@ -311,6 +311,28 @@ def test_a_long_non_ascii_url_is_measured_in_bytes(engine: sa.Engine) -> None:
         assert post.url == url and post.canonical_url is None
 
 
+def test_view_counts_past_the_column_range_are_stored(engine: sa.Engine) -> None:
+    """A channel page claiming "3B" or 10**21 views (parse_views reads both) failed the whole poll:
+    PostgreSQL's INTEGER stops at 2,147,483,647 and SQLite's at 2**63 - 1. Counts past the column's
+    range are stored as that maximum, not as an error."""
+    from ingest.normalize import parse_views
+    from storage.posts import MAX_VIEWS
+
+    counts = [parse_views("3B"), parse_views("1,000,000,000,000,000,000,000"), parse_views("15.3K")]
+    assert counts[0] == 3_000_000_000 and counts[1] is not None and counts[1] > 2**63
+    posts = [replace(_raw(i), views=v) for i, v in enumerate(counts, start=1)]
+    with session_scope(engine) as session:
+        sid = _source(session)
+        assert len(store_posts(sid, posts, session=session, now=NOW, from_backfill=True).new) == 3
+        # the next poll sees the counters grow (unchanged posts) or the text edited: same bound
+        grown = [replace(posts[0], views=10**22), replace(posts[2], views=10**22, text="Edited body")]
+        again = store_posts(sid, grown, session=session, now=NOW, from_backfill=False)
+        assert (again.unchanged, len(again.updated)) == (1, 1)
+    with Session(engine) as session:
+        stored = {p.external_id: p.views for p in session.exec(select(Post)).all()}
+    assert stored == {"1": MAX_VIEWS, "2": MAX_VIEWS, "3": MAX_VIEWS}
+
+
 def test_store_posts_round_trips_every_field(engine: sa.Engine) -> None:
     """The bulk insert (an unnest of arrays on PostgreSQL) stores each value as the ORM would read it."""
     full = replace(_raw(1), views=15300, forwarded_from="Baza", link_title="Preview", media=("photo", "video"))

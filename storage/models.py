@@ -119,7 +119,7 @@ class Label(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     post_id: int = Field(foreign_key="post.id", index=True, ondelete="CASCADE")
     frames: list[str] = _json()
-    user_id: int | None = None
+    user_id: int | None = Field(default=None, sa_type=sa.BigInteger)  # Telegram ids pass 2**31
     kind: str = Field(default="admin", max_length=20)  # admin | feedback
     weight: float = 1.0
     created_at: datetime | None = _ts()

@@ -27,7 +27,8 @@ from tests.fakebotapi import FakeBotAPI, check_telegram_html
 # Shaped like a real token (so the generic token pattern would also catch it) but never valid anywhere.
 TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijkl"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-ADMIN, ANALYST, USER, STRANGER = 1001, 2002, 3003, 4004
+# Ten-digit ids like today's accounts (past 2**31: an INTEGER column lost such an admin's labels).
+ADMIN, ANALYST, USER, STRANGER = 5_100_000_001, 2002, 6_300_000_003, 4004
 
 
 def make_settings(fake: FakeBotAPI | None = None, **telegram: Any) -> Settings:

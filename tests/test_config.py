@@ -91,6 +91,9 @@ def test_durations() -> None:
         ('[telegram]\nbase_file_url = "http://[::1/file"\n', "telegram.base_file_url"),
         ('[telegram]\nwebhook_url = "ftp://bot.example.org"\n', "telegram.webhook_url"),
         ('[telegram]\nwebhook_secret = "two words"\n', "telegram.webhook_secret"),
+        ("[telegram]\nadmins = [99999999999999999999]\n", "telegram.admins[0]: Input should be less than"),
+        ("[telegram]\nallowlist = [0]\n", "telegram.allowlist[0]: Input should be greater than or equal to 1"),
+        ("[telegram]\nanalysts = [1.5]\n", "telegram.analysts[0]: Input should be a valid integer"),  # no type tags
         ('[ingest]\ntimeout = "36000d"\nbackfill_pages = 1000\n', "ingest.timeout: Value error, must be at most 1h"),
         ('[ingest]\ndefault_interval = "36500d"\n', "ingest.default_interval: Value error, must be at most 365d"),
         (

@@ -113,6 +113,16 @@ def test_tags_that_never_close_are_stripped_in_linear_time(unit: str) -> None:
     assert text.endswith("tail words")
 
 
+def test_a_nested_fragment_under_128_kb_is_flagged_too() -> None:
+    """The check used to start at 128 KB with a bound of ~0.5 s of parsing per fragment, so a feed of
+    125 KB items of nested <div> cost 0.7-0.85 s of CPU each; a 10 MB feed holds eighty of them."""
+    from ingest.normalize import FRAGMENT_NESTING_COST
+
+    html = "<div>" * 25_000 + "deep text"
+    assert len(html) < 128 * 1024 and markup_too_nested(html, max_cost=FRAGMENT_NESTING_COST)
+    assert html_to_text(html) == "deep text"
+
+
 def test_ordinary_large_html_is_not_flagged() -> None:
     html = "<p>" + "word " * 50_000 + "</p>" + "<div><span>x</span></div>" * 5_000
     assert not markup_too_nested(html)

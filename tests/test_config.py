@@ -135,16 +135,21 @@ def test_config_option_is_accepted_after_the_sub_command(typed: list[str], seen:
     assert hoist_config(typed) == seen
 
 
+def _one_channel_config(path: Path) -> Path:
+    """A config with its database beside it and one channel, "baza", that only the file names."""
+    path.write_text(
+        f'[database]\nurl = "sqlite:///{path.parent / "fw.db"}"\n[[sources]]\nname = "baza"\nkind = "telegram"\n'
+        'channel = "bazabazon"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
 def test_config_after_the_sub_command_reaches_the_real_entry_point(tmp_path: Path) -> None:
     """`framewatch sources list --config fw.toml` used to be "No such option: --config" (exit 2)."""
     from tests.cli import run_framewatch
 
-    path = tmp_path / "fw.toml"
-    path.write_text(
-        f'[database]\nurl = "sqlite:///{tmp_path / "fw.db"}"\n[[sources]]\nname = "baza"\nkind = "telegram"\n'
-        'channel = "bazabazon"\n',
-        encoding="utf-8",
-    )
+    path = _one_channel_config(tmp_path / "fw.toml")
     done = run_framewatch("sources", "list", "--config", str(path), env={}, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "baza" in done.stdout and (tmp_path / "fw.db").exists()
@@ -174,12 +179,7 @@ def test_config_path_from_the_environment(tmp_path: Path) -> None:
     """FRAMEWATCH_CONFIG names the file when --config is not given (containers, systemd units)."""
     from tests.cli import run_framewatch
 
-    path = tmp_path / "elsewhere.toml"
-    path.write_text(
-        f'[database]\nurl = "sqlite:///{tmp_path / "fw.db"}"\n[[sources]]\nname = "baza"\nkind = "telegram"\n'
-        'channel = "bazabazon"\n',
-        encoding="utf-8",
-    )
+    path = _one_channel_config(tmp_path / "elsewhere.toml")
     done = run_framewatch("sources", "list", env={"FRAMEWATCH_CONFIG": str(path)}, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "baza" in done.stdout and "warning" not in done.stderr

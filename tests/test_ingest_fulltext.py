@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -13,12 +14,11 @@ from framewatch.config import IngestSettings
 from framewatch.localserver import RSS_TYPE, LocalServer, Reply
 from ingest.http import make_client
 from ingest.rss import fetch_feed
-from ingest.types import FetchStatus
+from ingest.types import FetchResult, FetchStatus
 from tests.httpserver import fixture_bytes
+from tests.test_ingest_rss import SETTINGS  # the feed tests' limits: these tests were split from them
 
 pytest_plugins = ["tests.httpserver"]
-
-SETTINGS = IngestSettings(timeout="3s", max_response_bytes=2_000_000)
 
 
 @pytest.fixture
@@ -27,19 +27,32 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+async def _teasers(
+    client: httpx.AsyncClient,
+    server: LocalServer,
+    settings: IngestSettings = SETTINGS,
+    *,
+    full_text: bool = True,
+    **options: Any,
+) -> FetchResult:
+    """One first poll of the server's /teasers feed, as the pipeline makes it."""
+    return await fetch_feed(
+        client,
+        url=server.url("/teasers"),
+        etag=None,
+        last_modified=None,
+        settings=settings,
+        fetch_full_text=full_text,
+        **options,
+    )
+
+
 async def test_fetch_feed_with_full_text(local_server: LocalServer, client) -> None:
     feed = fixture_bytes("feeds", "teasers.rss.xml").replace(b"{BASE}", local_server.base_url.encode())
     local_server.route("/teasers", Reply(body=feed, content_type=RSS_TYPE))
     local_server.route("/articles/shelters", Reply(body=fixture_bytes("articles", "shelters.html")))
     local_server.route("/articles/gone", Reply.error(404))
-    result = await fetch_feed(
-        client,
-        url=local_server.url("/teasers"),
-        etag=None,
-        last_modified=None,
-        settings=SETTINGS,
-        fetch_full_text=True,
-    )
+    result = await _teasers(client, local_server)
     assert result.status is FetchStatus.OK
     shelters, gone, complete = result.posts
     assert shelters.text.startswith("Council approves shelter upgrades\nThe city council voted on Monday")
@@ -52,15 +65,7 @@ async def test_fetch_feed_with_full_text(local_server: LocalServer, client) -> N
     assert any("articles/gone: HTTP 404" in note for note in result.notes)
     # already-stored entries are not fetched again
     local_server.clear_log()
-    again = await fetch_feed(
-        client,
-        url=local_server.url("/teasers"),
-        etag=None,
-        last_modified=None,
-        settings=SETTINGS,
-        fetch_full_text=True,
-        skip_full_text={"digest-shelters", "digest-gone"},
-    )
+    again = await _teasers(client, local_server, skip_full_text={"digest-shelters", "digest-gone"})
     assert [r.path for r in local_server.requests()] == ["/teasers"]
     assert [p.summary_only for p in again.posts] == [True, True, False]
 
@@ -116,9 +121,7 @@ async def test_full_text_behind_megabytes_of_app_state_is_found(local_server: Lo
     local_server.route("/teasers", Reply(body=(feed + "</channel></rss>").encode(), content_type=RSS_TYPE))
     local_server.route("/big", Reply(body=page, content_type="text/html"))
     settings = IngestSettings()  # the default 10 MB response cap
-    result = await fetch_feed(
-        client, url=local_server.url("/teasers"), etag=None, last_modified=None, settings=settings, fetch_full_text=True
-    )
+    result = await _teasers(client, local_server, settings)
     (post,) = result.posts
     assert not post.summary_only, result.notes
     assert "Абзац 19: после обстрела в городе ранены трое мирных жителей." in post.text
@@ -128,9 +131,7 @@ async def test_full_text_behind_megabytes_of_app_state_is_found(local_server: Lo
 async def test_fetch_feed_without_full_text_makes_one_request(local_server: LocalServer, client) -> None:
     feed = fixture_bytes("feeds", "teasers.rss.xml").replace(b"{BASE}", local_server.base_url.encode())
     local_server.route("/teasers", Reply(body=feed, content_type=RSS_TYPE))
-    result = await fetch_feed(
-        client, url=local_server.url("/teasers"), etag=None, last_modified=None, settings=SETTINGS
-    )
+    result = await _teasers(client, local_server, full_text=False)
     assert result.posts[0].text == "Forty basements will get ventilation and lighting."
     assert not any(p.summary_only for p in result.posts)  # the teaser *is* the text for this source
     assert len(local_server.requests()) == 1
@@ -149,14 +150,7 @@ async def test_full_text_phase_has_an_overall_deadline(local_server: LocalServer
     fast = IngestSettings(timeout="1s")
     async with make_client(fast) as client:
         started = time.monotonic()
-        result = await fetch_feed(
-            client,
-            url=local_server.url("/teasers"),
-            etag=None,
-            last_modified=None,
-            settings=fast,
-            fetch_full_text=True,
-        )
+        result = await _teasers(client, local_server, fast)
     assert time.monotonic() - started < 3.5  # 3 rounds of 4 x 0.8 s would take 2.4 s; cut at 2 s
     assert result.status is FetchStatus.OK and len(result.posts) == 12
     fetched = [p for p in result.posts if not p.summary_only]
